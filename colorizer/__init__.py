@@ -1,0 +1,12 @@
+"""colorizer: colour transfer between images.
+
+- :class:`NeuralColorTransfer`: photo-to-photo transfer through dense semantic correspondences
+  (He et al., TOG 2019).
+"""
+
+from .hub import WeightsNotFoundError
+from .images import ImageError
+# (NeuralColorTransfer export is added when its kernels land)
+
+__all__ = ["NeuralColorTransfer", "TransferOutput", "ImageError", "WeightsNotFoundError"]
+__version__ = "0.1.0"

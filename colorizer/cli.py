@@ -1,0 +1,85 @@
+"""Command line: ``python -m colorizer transfer SOURCE REF [REF ...] -o OUT.png``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from .hub import WeightsNotFoundError
+from .images import ImageError, save_image
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _check_output(args.output)
+        return args.run(args)
+    except (ImageError, WeightsNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from .nct import NeuralColorTransfer
+
+    nct = NeuralColorTransfer.from_pretrained(args.vgg, device=args.device)
+    result = nct.transfer(
+        args.source,
+        args.references,
+        working_size=args.working_size,
+        levels=args.levels,
+        completeness=args.completeness,
+        lambda_local=args.lambda_local,
+        lambda_nonlocal=args.lambda_nonlocal,
+        strength=args.strength,
+        seed=args.seed,
+        max_pixels=args.max_pixels,
+        progress=None if args.quiet else lambda step, total, msg: print(f"[{step}/{total}] {msg}", file=sys.stderr),
+    )
+    save_image(result.image, args.output)
+    if args.save_levels:
+        for level, img in zip(args.levels, result.levels):
+            save_image(img, args.output.with_name(f"{args.output.stem}_L{level}{args.output.suffix}"))
+    if not args.quiet:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+        print(f"wrote {args.output} ({stages})", file=sys.stderr)
+    return 0
+
+
+def _check_output(path: Path) -> None:
+    """Fail before any work when the result could not be written."""
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {path.parent} does not exist")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"cannot tell the image format of {path.name!r}; use e.g. .png or .jpg")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m colorizer", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("transfer", help="Neural Color Transfer from one or more reference photos")
+    p.add_argument("source", help="image to recolour (a gray image is colorized)")
+    p.add_argument("references", nargs="+", help="reference image(s) to take colours from")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
+    p.add_argument("--vgg", help="VGG weights: .safetensors file or Hub repo (default: $COLORIZER_VGG, else timm/vgg19.tv_in1k)")
+    p.add_argument("--working-size", type=int, default=512, help="long side that matching runs at (default 512)")
+    p.add_argument("--levels", type=int, nargs="+", default=[5, 4, 3, 2, 1], help="VGG levels to run, coarse to fine")
+    p.add_argument("--completeness", type=float, default=2.0, help="weight of the R->S completeness votes (lower for less similar pairs)")
+    p.add_argument("--lambda-local", type=float, default=0.125, help="local smoothness weight")
+    p.add_argument("--lambda-nonlocal", type=float, default=2.0, help="non-local consistency weight")
+    p.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 is the full transfer")
+    p.add_argument("--save-levels", action="store_true", help="also write OUT_L5.png .. OUT_L1.png")
+    _common(p)
+    p.set_defaults(run=_transfer)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic per seed)")
+    p.add_argument("--max-pixels", type=int, help="reject larger images (default 40 MP, or $COLORIZER_MAX_PIXELS)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

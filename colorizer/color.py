@@ -1,0 +1,123 @@
+"""Colour science in torch: sRGB <-> CIELab (D65), chroma rotation, gray, and CIEDE2000.
+
+All functions take channel-first tensors ``[..., 3, H, W]`` (any leading batch dims) and work
+on any device. sRGB values are in [0, 1]; Lab uses the usual scale (L in [0, 100]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+# sRGB (D65) -> XYZ, rows X, Y, Z (IEC 61966-2-1).
+_RGB_TO_XYZ = torch.tensor(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ],
+    dtype=torch.float64,
+)
+_XYZ_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ)
+_WHITE_D65 = (0.95047, 1.0, 1.08883)
+_EPS = 216 / 24389  # CIE's (6/29)^3
+_KAPPA = 24389 / 27
+
+
+def _mix(matrix: Tensor, x: Tensor) -> Tensor:
+    """Apply a 3x3 matrix along the channel dimension (-3)."""
+    return torch.einsum("ij,...jhw->...ihw", matrix.to(x), x)
+
+
+def srgb_to_linear(rgb: Tensor) -> Tensor:
+    return torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb.clamp(min=0) + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(lin: Tensor) -> Tensor:
+    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp(min=0) ** (1 / 2.4) - 0.055)
+
+
+def rgb_to_lab(rgb: Tensor) -> Tensor:
+    """sRGB in [0, 1] -> CIELab (D65)."""
+    xyz = _mix(_RGB_TO_XYZ, srgb_to_linear(rgb))
+    white = torch.tensor(_WHITE_D65, dtype=xyz.dtype, device=xyz.device).view(3, 1, 1)
+    t = xyz / white
+    f = torch.where(t > _EPS, t.clamp(min=_EPS).pow(1 / 3), (_KAPPA * t + 16) / 116)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
+
+
+def lab_to_rgb(lab: Tensor, clamp: bool = True) -> Tensor:
+    """CIELab (D65) -> sRGB, clamped to [0, 1] unless ``clamp=False``."""
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
+    t = torch.where(f > 6 / 29, f**3, (116 * f - 16) / _KAPPA)
+    white = torch.tensor(_WHITE_D65, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
+    rgb = linear_to_srgb(_mix(_XYZ_TO_RGB, t * white))
+    return rgb.clamp(0, 1) if clamp else rgb
+
+
+def luminance(rgb: Tensor) -> Tensor:
+    """Gray version of an sRGB image that keeps its CIE lightness: [..., 1, H, W] in [0, 1]."""
+    lab = rgb_to_lab(rgb)
+    return lab_to_rgb(torch.cat([lab[..., :1, :, :], torch.zeros_like(lab[..., 1:, :, :])], dim=-3))[..., :1, :, :]
+
+
+def is_gray(rgb: Tensor, tolerance: float = 2 / 255) -> bool:
+    """True when every pixel has R = G = B (within ``tolerance``)."""
+    return bool((rgb.amax(dim=-3) - rgb.amin(dim=-3)).max() <= tolerance)
+
+
+def rotate_chroma(lab: Tensor, degrees: float, scale: float = 1.0) -> Tensor:
+    """Rotate the (a, b) chroma plane by ``degrees`` and scale it; lightness is kept."""
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    L, a, b = lab.unbind(-3)
+    return torch.stack([L, scale * (c * a - s * b), scale * (s * a + c * b)], dim=-3)
+
+
+def delta_e_2000(lab1: Tensor, lab2: Tensor) -> Tensor:
+    """Per-pixel CIEDE2000 colour difference (Sharma, Wu, Dalal 2005) -> [..., H, W]."""
+    L1, a1, b1 = lab1.double().unbind(-3)
+    L2, a2, b2 = lab2.double().unbind(-3)
+    c_bar = (torch.hypot(a1, b1) + torch.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - torch.sqrt(c_bar**7 / (c_bar**7 + 25.0**7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = torch.hypot(a1p, b1), torch.hypot(a2p, b2)
+    h1p = torch.rad2deg(torch.atan2(b1, a1p)) % 360
+    h2p = torch.rad2deg(torch.atan2(b2, a2p)) % 360
+
+    dL = L2 - L1
+    dC = c2p - c1p
+    dh = h2p - h1p
+    dh = torch.where(dh > 180, dh - 360, torch.where(dh < -180, dh + 360, dh))
+    dh = torch.where(c1p * c2p == 0, torch.zeros_like(dh), dh)
+    dH = 2 * torch.sqrt(c1p * c2p) * torch.sin(torch.deg2rad(dh) / 2)
+
+    L_bar = (L1 + L2) / 2
+    cp_bar = (c1p + c2p) / 2
+    h_sum = h1p + h2p
+    h_bar = torch.where(
+        (h1p - h2p).abs() > 180, torch.where(h_sum < 360, h_sum + 360, h_sum - 360), h_sum
+    ) / 2
+    h_bar = torch.where(c1p * c2p == 0, h_sum, h_bar)
+    T = (
+        1
+        - 0.17 * torch.cos(torch.deg2rad(h_bar - 30))
+        + 0.24 * torch.cos(torch.deg2rad(2 * h_bar))
+        + 0.32 * torch.cos(torch.deg2rad(3 * h_bar + 6))
+        - 0.20 * torch.cos(torch.deg2rad(4 * h_bar - 63))
+    )
+    d_theta = 30 * torch.exp(-(((h_bar - 275) / 25) ** 2))
+    r_c = 2 * torch.sqrt(cp_bar**7 / (cp_bar**7 + 25.0**7))
+    s_l = 1 + 0.015 * (L_bar - 50) ** 2 / torch.sqrt(20 + (L_bar - 50) ** 2)
+    s_c = 1 + 0.045 * cp_bar
+    s_h = 1 + 0.015 * cp_bar * T
+    r_t = -torch.sin(torch.deg2rad(2 * d_theta)) * r_c
+    de = torch.sqrt(
+        (dL / s_l) ** 2 + (dC / s_c) ** 2 + (dH / s_h) ** 2 + r_t * (dC / s_c) * (dH / s_h)
+    )
+    return de.to(lab1.dtype)
