@@ -1,0 +1,200 @@
+"""PatchMatch (Barnes et al. 2009) between deep feature maps, vectorised in torch.
+
+Feature maps are ``[C, H, W]``. A nearest-neighbour field (NNF) from a source to a target is a
+``long`` tensor ``[2, H, W]`` holding the absolute (y, x) of each source pixel's match in the
+target. The patch distance between the patch centred at p in A and at q in B is the mean over
+the ``patch_size**2`` cells d of ``||A(p+d) - B(q+d)||^2``, with coordinates clamped into the
+image (replicate borders); for unit feature vectors it lies in [0, 4].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_CHUNK = 1 << 18  # floats gathered per chunk (1 MB): stays in cache, yet few enough ops
+_MATMUL_CHUNK = 1 << 24  # distance-matrix entries per brute-force matmul (64 MB)
+_CELL_DIMS, _BOUND_DIMS = 8, 16  # sizes of the two projections behind the pruning bound
+
+
+def _replicate_pad(x: Tensor, r: int) -> Tensor:
+    return F.pad(x[None], (r, r, r, r), mode="replicate")[0] if r else x
+
+
+def _patch_rows(x: Tensor, patch_size: int) -> Tensor:
+    """[C, H, W] -> [H*W, C*patch_size**2]: each row a whole clamped patch."""
+    return F.unfold(_replicate_pad(x, patch_size // 2)[None], patch_size)[0].T.contiguous()
+
+
+def _principal_axes(a: Tensor, b: Tensor, dims: int) -> Tensor:
+    """[D, dims] orthonormal axes of largest variance of the rows of ``a`` and ``b`` [N, D]."""
+    x = torch.cat([a[:: max(1, a.shape[0] // 2048)], b[:: max(1, b.shape[0] // 2048)]])
+    x = x - x.mean(0)
+    return torch.linalg.eigh(x.T @ x)[1][:, -min(dims, x.shape[1]) :]
+
+
+class _PatchCost:
+    """Patch distance of arbitrary (source pixel, target match) pairs, by gathers.
+
+    With replicate padding a clamped patch cell is a fixed flat-index offset from the patch
+    centre, so one gather of ``k*k`` rows per pixel fetches a whole patch. The distance is
+    expanded as ``|a|^2 + |b|^2 - 2 a.b`` with the squared-norm terms box-filtered once.
+    """
+
+    def __init__(self, source: Tensor, target: Tensor, patch_size: int) -> None:
+        if patch_size % 2 != 1:
+            raise ValueError(f"patch_size must be odd, got {patch_size}")
+        r, dev = patch_size // 2, source.device
+        (_, h, w), (_, ht, wt) = source.shape, target.shape
+        self.k2, self.r, self.wt, self.pad_wt = patch_size**2, r, wt, wt + 2 * r
+        # channel-last rows: a gathered row is one contiguous feature vector
+        self.a = _replicate_pad(source, r).flatten(1).T.contiguous()
+        self.b = _replicate_pad(target, r).flatten(1).T.contiguous()
+        d = torch.arange(-r, r + 1, device=dev)
+        self.off_a = (d[:, None] * (w + 2 * r) + d).flatten()
+        self.off_b = (d[:, None] * (wt + 2 * r) + d).flatten()
+        ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)
+        self.centre_a = ((ys + r) * (w + 2 * r) + xs + r).flatten()
+        self.norm_a, self.norm_b = self._mean_sq_norm(source, r), self._mean_sq_norm(target, r)
+        # An orthogonal projection never lengthens a vector, so distances between projected
+        # patches bound the true ones from below. Projecting cells, then whole patches, onto
+        # principal axes leaves 16 numbers per pixel: a bound cheap enough to test every
+        # candidate, and tight on shallow layers, where a few axes hold most of the variance.
+        cells = _principal_axes(self.a, self.b, _CELL_DIMS)
+        low_a = _patch_rows(torch.einsum("ck,chw->khw", cells, source), patch_size)
+        low_b = _patch_rows(torch.einsum("ck,chw->khw", cells, target), patch_size)
+        patches = _principal_axes(low_a, low_b, _BOUND_DIMS)
+        self.low_a, self.low_b = low_a @ patches, low_b @ patches
+
+    @staticmethod
+    def _mean_sq_norm(x: Tensor, r: int) -> Tensor:
+        sq = _replicate_pad(x.square().sum(0, keepdim=True), r)
+        return F.avg_pool2d(sq[None], 2 * r + 1, stride=1)[0, 0].flatten()
+
+    def lower_bound(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
+        """A cheap lower bound on ``self(pix, qy, qx)``."""
+        low = self.low_a.index_select(0, pix) - self.low_b.index_select(0, qy * self.wt + qx)
+        return low.square_().sum(1) / self.k2
+
+    def __call__(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
+        """Distance between source pixels ``pix`` (flat indices) and target pixels (qy, qx)."""
+        ca = self.centre_a[pix]
+        cb = (qy + self.r) * self.pad_wt + qx + self.r
+        dot = torch.empty(pix.numel(), dtype=self.a.dtype, device=self.a.device)
+        step = max(1, _CHUNK // (self.k2 * self.a.shape[1]))
+        for s in range(0, pix.numel(), step):
+            ga = self.a.index_select(0, (ca[s : s + step, None] + self.off_a).flatten())
+            gb = self.b.index_select(0, (cb[s : s + step, None] + self.off_b).flatten())
+            dot[s : s + step] = ga.mul_(gb).view(-1, self.k2 * self.a.shape[1]).sum(1)
+        dist = self.norm_a[pix] + self.norm_b[qy * self.wt + qx] - (2 / self.k2) * dot
+        return dist.clamp_min_(0)  # rounding can dip below zero for identical patches
+
+
+def _propagated(nnf: Tensor, dy: int, dx: int) -> Tensor:
+    """Candidate field q(p) = nnf(p + delta) - delta; pixels whose neighbour is outside keep theirs."""
+    cand = nnf.clone()
+    h, w = nnf.shape[1:]
+    dst_y, src_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+    dst_x, src_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+    shift = torch.tensor([dy, dx], device=nnf.device).view(2, 1, 1)
+    cand[:, dst_y, dst_x] = nnf[:, src_y, src_x] - shift
+    return cand
+
+
+def patchmatch(
+    source: Tensor,
+    target: Tensor,
+    init: Tensor | None = None,
+    *,
+    patch_size: int = 3,
+    iterations: int = 4,
+    search_radius: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Approximate NNF from ``source`` [C,H,W] to ``target`` [C,Ht,Wt].
+
+    ``init`` is a starting NNF (e.g. from :func:`upsample_nnf`); None draws a random one from
+    ``generator`` (which must live on the inputs' device). Each iteration propagates matches from
+    the 4 neighbours, then random-searches around the current match with a radius halving from
+    ``search_radius`` (default ``max(Ht, Wt)``) down to 1. Returns (nnf [2,H,W] long,
+    distance [H,W]).
+    """
+    (_, h, w), (_, ht, wt) = source.shape, target.shape
+    dev = source.device
+    cost = _PatchCost(source, target, patch_size)
+    if init is None:
+        nnf = torch.stack([torch.randint(0, n, (h, w), generator=generator, device=dev) for n in (ht, wt)])
+    elif init.shape != (2, h, w):
+        raise ValueError(f"init must have shape (2, {h}, {w}), got {tuple(init.shape)}")
+    else:
+        nnf = init.to(device=dev, dtype=torch.long).clone(memory_format=torch.contiguous_format)
+    limit = torch.tensor([ht - 1, wt - 1], device=dev).view(2, 1, 1)
+    dist = cost(torch.arange(h * w, device=dev), nnf[0].flatten(), nnf[1].flatten())
+    flat_nnf = nnf.view(2, -1)  # a view, so updates land in nnf
+
+    def improve(cand: Tensor) -> None:
+        cand = torch.minimum(cand.clamp_min(0), limit).view(2, -1)
+        # unchanged candidates are common (coherent fields) and cannot be strictly better
+        pix = (cand != flat_nnf).any(0).nonzero().flatten()
+        pix = pix[cost.lower_bound(pix, cand[0, pix], cand[1, pix]) < dist[pix]]
+        d = cost(pix, cand[0, pix], cand[1, pix])
+        better = d < dist[pix]
+        pix = pix[better]
+        flat_nnf[:, pix] = cand[:, pix]
+        dist[pix] = d[better]
+
+    radius = search_radius or max(ht, wt)
+    for _ in range(iterations):
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            improve(_propagated(nnf, dy, dx))
+        r = radius
+        while r >= 1:
+            improve(nnf + torch.randint(-r, r + 1, nnf.shape, generator=generator, device=dev))
+            r //= 2
+    return nnf, dist.view(h, w)
+
+
+def upsample_nnf(
+    nnf: Tensor,
+    size: tuple[int, int],
+    target_size: tuple[int, int],
+    *,
+    prev_target_size: tuple[int, int] | None = None,
+) -> Tensor:
+    """Nearest-upsample an NNF to source ``size`` and rescale its matches to ``target_size``.
+
+    A child pixel keeps its position inside the parent cell, so a 2x upsample sends the 4
+    children of p to the 4 children of nnf(p). The old target grid is ``prev_target_size``; by
+    default it is assumed to have been scaled by the same factor as the source.
+    """
+    (h, w), (H, W), (Ht, Wt) = nnf.shape[1:], size, target_size
+    dev = nnf.device
+    sy, sx = (Ht / prev_target_size[0], Wt / prev_target_size[1]) if prev_target_size else (H / h, W / w)
+    ys, xs = torch.arange(H, device=dev), torch.arange(W, device=dev)
+    py, px = ys * h // H, xs * w // W
+    # relative position of each child's centre inside its parent cell, in [0, 1)
+    fy, fx = (ys + 0.5) * h / H - py, (xs + 0.5) * w / W - px
+    parent = nnf[:, py[:, None], px[None, :]].to(torch.float64)
+    y = ((parent[0] + fy[:, None]) * sy).floor().long().clamp_(0, Ht - 1)
+    x = ((parent[1] + fx[None, :]) * sx).floor().long().clamp_(0, Wt - 1)
+    return torch.stack([y, x])
+
+
+def brute_force_nnf(source: Tensor, target: Tensor, *, patch_size: int = 3) -> tuple[Tensor, Tensor]:
+    """Exact NNF under the patch distance, by chunked matmuls over all patch pairs.
+
+    Memory is ``patch_size**2`` times the feature maps; meant for small maps and baselines.
+    """
+    (_, h, w), (_, ht, wt) = source.shape, target.shape
+    a, b = _patch_rows(source, patch_size), _patch_rows(target, patch_size)
+    b_norm = b.square().sum(1)
+    best = torch.empty(h * w, dtype=torch.long, device=source.device)
+    step = max(1, _MATMUL_CHUNK // b.shape[0])
+    for s in range(0, h * w, step):
+        # |a|^2 is constant per row, so it does not change the argmin
+        best[s : s + step] = torch.addmm(b_norm, a[s : s + step], b.T, alpha=-2).min(1).indices
+    nnf = torch.stack([best // wt, best % wt])
+    # score with the shared cost so exact and approximate distances compare like for like
+    dist = _PatchCost(source, target, patch_size)(torch.arange(h * w, device=source.device), nnf[0], nnf[1])
+    return nnf.view(2, h, w), dist.view(h, w)

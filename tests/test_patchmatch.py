@@ -1,0 +1,100 @@
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from colorizer.patchmatch import brute_force_nnf, patchmatch, upsample_nnf
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def unit_features(c: int, h: int, w: int, seed: int) -> torch.Tensor:
+    return F.normalize(torch.randn(c, h, w, generator=torch.Generator().manual_seed(seed)), dim=0)
+
+
+def identity(h: int, w: int) -> torch.Tensor:
+    return torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
+
+
+def naive_distance(a: torch.Tensor, b: torch.Tensor, nnf: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Mean squared feature distance over clamped patch cells, one pixel at a time."""
+    (_, h, w), (_, ht, wt), r = a.shape, b.shape, patch_size // 2
+    out = torch.zeros(h, w, dtype=torch.float64)
+    for y, x in itertools.product(range(h), range(w)):
+        qy, qx = nnf[:, y, x].tolist()
+        for dy, dx in itertools.product(range(-r, r + 1), repeat=2):
+            pa = a[:, min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)].double()
+            pb = b[:, min(max(qy + dy, 0), ht - 1), min(max(qx + dx, 0), wt - 1)].double()
+            out[y, x] += (pa - pb).square().sum() / patch_size**2
+    return out
+
+
+@pytest.mark.parametrize("patch_size", [1, 3, 5])
+def test_distance_matches_naive_reference(patch_size):
+    a, b = unit_features(4, 6, 7, 0), unit_features(4, 5, 8, 1)
+    nnf, dist = patchmatch(a, b, patch_size=patch_size, iterations=2, generator=torch.Generator().manual_seed(0))
+    assert nnf.dtype == torch.long and nnf.shape == (2, 6, 7) and dist.shape == (6, 7)
+    assert nnf[0].max() < 5 and nnf[1].max() < 8 and nnf.min() >= 0
+    torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, patch_size), atol=1e-5, rtol=0)
+
+
+def test_brute_force_is_exhaustive_minimum():
+    a, b = unit_features(4, 6, 7, 2), unit_features(4, 5, 8, 3)
+    nnf, dist = brute_force_nnf(a, b)
+    torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3), atol=1e-5, rtol=0)
+    every = torch.stack([naive_distance(a, b, torch.tensor([qy, qx]).view(2, 1, 1).expand(2, 6, 7), 3)
+                         for qy, qx in itertools.product(range(5), range(8))])
+    torch.testing.assert_close(dist.double(), every.amin(0), atol=1e-5, rtol=0)
+
+
+def test_patchmatch_close_to_exact_on_perturbed_shift():
+    a = unit_features(16, 24, 24, 4)
+    noise = torch.randn(16, 24, 24, generator=torch.Generator().manual_seed(5))
+    b = F.normalize(torch.roll(a, (3, -5), dims=(1, 2)) + 0.2 * noise, dim=0)
+    _, exact = brute_force_nnf(a, b)
+    _, dist = patchmatch(a, b, iterations=16, generator=torch.Generator().manual_seed(0))
+    assert (dist <= exact + 1e-4).float().mean() >= 0.95
+    assert (dist >= exact - 1e-5).all()  # nothing beats the exhaustive search
+
+
+def test_patchmatch_recovers_translation():
+    canvas = unit_features(8, 26, 26, 6)
+    a, b = canvas[:, :20, :20], canvas[:, 2:22, 3:23]  # b(q) = a(q + (2, 3))
+    nnf, dist = patchmatch(a, b, iterations=12, generator=torch.Generator().manual_seed(1))
+    # interior: the whole patch lies unclamped in both maps
+    ys, xs = slice(3, 19), slice(4, 19)
+    expected = identity(20, 20) - torch.tensor([2, 3]).view(2, 1, 1)
+    assert torch.equal(nnf[:, ys, xs], expected[:, ys, xs])
+    assert dist[ys, xs].max() < 1e-5
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_deterministic_for_a_seed(device):
+    a, b = unit_features(8, 12, 10, 7).to(device), unit_features(8, 9, 11, 8).to(device)
+    runs = [patchmatch(a, b, iterations=3, generator=torch.Generator(device).manual_seed(3)) for _ in range(2)]
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_init_is_respected():
+    a, b = unit_features(8, 10, 12, 9), unit_features(8, 11, 9, 10)
+    exact, exact_dist = brute_force_nnf(a, b)
+    nnf, dist = patchmatch(a, b, exact, iterations=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(nnf, exact)
+    torch.testing.assert_close(dist, exact_dist)
+    with pytest.raises(ValueError):
+        patchmatch(a, b, exact[:, :5])
+
+
+def test_upsample_identity_is_identity():
+    assert torch.equal(upsample_nnf(identity(5, 6), (10, 12), (10, 12)), identity(10, 12))
+
+
+def test_upsample_sends_children_to_children():
+    nnf = torch.stack([torch.full((3, 4), 2), torch.full((3, 4), 1)])  # everything matches (2, 1)
+    up = upsample_nnf(nnf, (6, 8), (8, 10), prev_target_size=(4, 5))
+    assert torch.equal(up[:, ::2, ::2], torch.tensor([4, 2]).view(2, 1, 1).expand(2, 3, 4))
+    assert torch.equal(up[:, 1::2, 1::2], torch.tensor([5, 3]).view(2, 1, 1).expand(2, 3, 4))
+    # coordinates beyond the new target are clamped into it
+    far = upsample_nnf(torch.full((2, 2, 2), 1), (4, 4), (3, 3), prev_target_size=(2, 2))
+    assert far.max() == 2
