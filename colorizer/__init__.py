@@ -6,7 +6,7 @@
 
 from .hub import WeightsNotFoundError
 from .images import ImageError
-# (NeuralColorTransfer export is added when its kernels land)
+from .nct import NeuralColorTransfer, TransferOutput
 
 __all__ = ["NeuralColorTransfer", "TransferOutput", "ImageError", "WeightsNotFoundError"]
 __version__ = "0.1.0"

@@ -35,6 +35,7 @@ def _transfer(args: argparse.Namespace) -> int:
         lambda_local=args.lambda_local,
         lambda_nonlocal=args.lambda_nonlocal,
         strength=args.strength,
+        keep_lightness=not args.transfer_lightness,
         seed=args.seed,
         max_pixels=args.max_pixels,
         progress=None if args.quiet else lambda step, total, msg: print(f"[{step}/{total}] {msg}", file=sys.stderr),
@@ -46,6 +47,24 @@ def _transfer(args: argparse.Namespace) -> int:
     if not args.quiet:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
         print(f"wrote {args.output} ({stages})", file=sys.stderr)
+    return 0
+
+
+def _colorize(args: argparse.Namespace) -> int:
+    from .style_colorizer import StyleColorizer
+
+    model = StyleColorizer.from_pretrained(args.model, device=args.device)
+    image = model.colorize(
+        args.content,
+        args.styles,
+        style_weights=args.weights,
+        strength=args.strength,
+        working_size=args.working_size,
+        max_pixels=args.max_pixels,
+    )
+    save_image(image, args.output)
+    if not args.quiet:
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
@@ -72,9 +91,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-local", type=float, default=0.125, help="local smoothness weight")
     p.add_argument("--lambda-nonlocal", type=float, default=2.0, help="non-local consistency weight")
     p.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 is the full transfer")
+    p.add_argument("--transfer-lightness", action="store_true", help="also transfer lightness (the paper's full Lab model)")
     p.add_argument("--save-levels", action="store_true", help="also write OUT_L5.png .. OUT_L1.png")
     _common(p)
     p.set_defaults(run=_transfer)
+
+    p = sub.add_parser("colorize", help="colorize an image in the colour style of one or more style images (AdaIN UNet)")
+    p.add_argument("content", help="image to colorize (a colour image is converted to gray first)")
+    p.add_argument("styles", nargs="+", help="style image(s): paintings or photos whose colours to use")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
+    p.add_argument("--model", help="checkpoint folder or Hub repo (default: $COLORIZER_STYLE_MODEL, else the bundled one)")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per style image for mixing them (default: equal)")
+    p.add_argument("--strength", type=float, default=1.0, help="0 keeps the gray image, 1 is the full colorization")
+    p.add_argument("--working-size", type=int, help="long side the network runs at (default: the model's, 512)")
+    _common(p)
+    p.set_defaults(run=_colorize)
     return parser
 
 

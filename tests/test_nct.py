@@ -1,0 +1,114 @@
+"""End-to-end tests of Neural Color Transfer on real photos with the shared VGG16."""
+
+import statistics
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorizer import ImageError
+from colorizer.color import delta_e_2000, rgb_to_lab
+from colorizer.images import to_tensor
+
+from .conftest import EXAMPLES, PHOTOS
+
+SIZE = 192  # small working size: these tests check behaviour; the benchmark measures quality at 512
+
+
+def _mean_de(a: Image.Image, b: Image.Image) -> float:
+    return delta_e_2000(rgb_to_lab(to_tensor(a)), rgb_to_lab(to_tensor(b))).mean().item()
+
+
+def test_full_resolution_levels_timings_and_progress(nct):
+    source = Image.open(EXAMPLES / "mountain_lake.jpg").resize((333, 171))  # odd size, not a multiple of 16
+    calls = []
+    out = nct.transfer(source, Image.open(EXAMPLES / "alpine_dusk.jpg"), working_size=SIZE,
+                       progress=lambda step, total, msg: calls.append((step, total)))
+    assert out.image.size == (333, 171) and out.image.mode == "RGB"
+    assert len(out.levels) == 5 and calls == [(i, 5) for i in range(1, 6)]
+    assert {"features", "matching", "voting", "model fit", "upsample", "total"} <= set(out.timings)
+    # The dusk reference is warm: the blue sky must have moved toward orange (b* up, a* up).
+    src_lab, out_lab = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(out.image))
+    assert out_lab[2, :40].mean() > src_lab[2, :40].mean() + 10
+    assert (out_lab[0] - src_lab[0]).abs().mean() < 1.5  # lightness kept by default (up to gamut clipping)
+
+
+def test_deterministic_per_seed_and_strength(nct):
+    src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
+    a = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
+    b = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    zero = nct.transfer(src, ref, working_size=SIZE, levels=(5,), strength=0).image
+    assert _mean_de(zero, Image.open(src)) < 0.5
+    full_lab = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), keep_lightness=False).image
+    assert np.abs(np.asarray(full_lab.convert("L"), float) - np.asarray(Image.open(src).convert("L"), float)).mean() > 3
+
+
+def test_gray_source_keeps_lightness(nct):
+    gray = Image.open(EXAMPLES / "green_hills.jpg").convert("L")
+    out = nct.transfer(gray, EXAMPLES / "ochre_hills.jpg", working_size=SIZE)
+    lab = rgb_to_lab(to_tensor(out.image))
+    src_l = rgb_to_lab(to_tensor(gray.convert("RGB")))[0]
+    assert (lab[0] - src_l).abs().mean() < 1.0
+    assert lab[1:].norm(dim=0).mean() > 8  # it is coloured now
+
+
+def test_multiple_references_take_each_part_from_its_match(nct):
+    # Source: a sea photo beside a desert photo. Each reference holds one of the two scenes,
+    # recoloured differently; each half of the result should follow the reference showing it.
+    sea = Image.open(EXAMPLES / "coast_day.jpg").resize((256, 256))
+    desert = Image.open(EXAMPLES / "desert_crater.jpg").resize((256, 256))
+    source = Image.new("RGB", (512, 256))
+    source.paste(sea, (0, 0))
+    source.paste(desert, (256, 0))
+    green_sea = Image.fromarray(np.asarray(sea)[:, ::-1, [1, 0, 2]].copy())  # swap R and G: sea turns green-ish
+    blue_desert = Image.fromarray(np.asarray(desert)[:, ::-1, [2, 1, 0]].copy())  # swap R and B: desert turns blue
+    out = nct.transfer(source, [green_sea, blue_desert], working_size=256)
+    left, right = out.image.crop((0, 0, 256, 256)), out.image.crop((256, 0, 512, 256))
+    assert _mean_de(left, Image.fromarray(np.asarray(sea)[:, :, [1, 0, 2]].copy())) < _mean_de(left, sea)
+    assert _mean_de(right, Image.fromarray(np.asarray(desert)[:, :, [2, 1, 0]].copy())) < _mean_de(right, desert)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(levels=(3, 4)), "levels"),
+        (dict(levels=(6,)), "levels"),
+        (dict(strength=1.5), "strength"),
+        (dict(working_size=10), "working_size"),
+        (dict(completeness=-1), "non-negative"),
+    ],
+)
+def test_bad_options(nct, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nct.transfer(EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", **kwargs)
+
+
+def test_bad_images(nct, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="reference 2"):
+        nct.transfer(EXAMPLES / "coast_day.jpg", [EXAMPLES / "coast_sunset.jpg", bad])
+    with pytest.raises(ImageError, match="at least one reference"):
+        nct.transfer(EXAMPLES / "coast_day.jpg", [])
+    with pytest.raises(ImageError, match="over the limit"):
+        nct.transfer(EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", max_pixels=100_000)
+
+
+def test_quality_floor_on_held_out_photos(nct):
+    """A regression guard: on real held-out photos the pipeline must stay clearly better than the naive baseline."""
+    if not PHOTOS.is_dir():
+        pytest.skip("needs ../shared/data/photos")
+    from benchmarks.baselines import vgg_nearest_neighbour
+    from benchmarks.protocol import CASES, benchmark_photos, make_case, score
+
+    ours, naive = {k: [] for k in CASES}, {k: [] for k in CASES}
+    for path in benchmark_photos(2):
+        for kind in CASES:
+            case = make_case(path, kind)
+            ours[kind].append(score(nct.transfer(case.source, case.reference).image, case.truth)[0])
+            naive[kind].append(score(vgg_nearest_neighbour(nct.vgg, case.source, case.reference), case.truth)[0])
+    for kind in CASES:
+        ours_mean, naive_mean = statistics.mean(ours[kind]), statistics.mean(naive[kind])
+        assert ours_mean < 4.5 and ours_mean < 0.85 * naive_mean, (kind, ours_mean, naive_mean)
