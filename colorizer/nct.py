@@ -116,15 +116,18 @@ class NeuralColorTransfer:
             # A gray source cannot be matched on colour: the references are seen in gray too.
             ref_feats = [self._features(luminance(r).expand(3, -1, -1) if gray else r, levels) for r in ref_rgbs]
             ref_labs = [rgb_to_lab(r) / 100 for r in ref_rgbs]
-            deepest = self._features(src_rgb, (5,))[5]
+            # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,
+            # so what the VGG sees of it never changes: one pass serves every level.
+            src_feats = self._features(src_rgb, tuple(sorted({5, *levels}, reverse=True)) if gray else (5,))
 
         current = src_rgb
         fields: list[tuple[Tensor, Tensor] | None] = [None] * len(refs)
         coeffs: Tensor | None = None
         outputs: list[Image.Image] = []
         for step, level in enumerate(levels, start=1):
+            known = src_feats if gray or step == 1 else {}
             with timer("features"):
-                feat_s = self._features(luminance(current).expand(3, -1, -1) if gray else current, (level,))[level]
+                feat_s = known[level] if level in known else self._features(current, (level,))[level]
             h, w = feat_s.shape[-2:]
             guides, costs = [], []
             for i, (feats, lab) in enumerate(zip(ref_feats, ref_labs)):
@@ -141,7 +144,7 @@ class NeuralColorTransfer:
             guide, cost = _select_reference(src_lab_l, torch.stack(guides), torch.stack(costs))
 
             with timer("model fit"):
-                nl = nonlocal_neighbors(deepest, src_lab_l, clusters=clusters, k=neighbors, generator=gen)
+                nl = nonlocal_neighbors(src_feats[5], src_lab_l, clusters=clusters, k=neighbors, generator=gen)
                 init = None if coeffs is None else _resize(coeffs, (h, w)).chunk(2)
                 a, b = fit_local_linear(
                     src_lab_l, guide, (1 - cost).clamp(0, 1),
