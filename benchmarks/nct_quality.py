@@ -28,16 +28,18 @@ def main() -> None:
     parser.add_argument("--vgg", default=str(DEFAULT_VGG) if DEFAULT_VGG.is_file() else None)
     parser.add_argument("--working-size", type=int, default=512)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--transfer-lightness", action="store_true", help="run ours with keep_lightness=False (the paper's full Lab model)")
     parser.add_argument("--levels-picture", type=Path, help="save the five levels of the first case here")
     args = parser.parse_args()
 
     nct = NeuralColorTransfer.from_pretrained(args.vgg)
+    options = dict(working_size=args.working_size, keep_lightness=not args.transfer_lightness)
     photos = benchmark_photos(args.photos)
     methods = {
         "unchanged source": lambda c: c.source,
         "Reinhard (global Lab mean/std)": lambda c: reinhard(c.source, c.reference),
         "VGG relu3_1 nearest neighbour": lambda c: vgg_nearest_neighbour(nct.vgg, c.source, c.reference),
-        "Neural Color Transfer (ours)": lambda c: nct.transfer(c.source, c.reference, working_size=args.working_size).image,
+        "Neural Color Transfer (ours)": lambda c: nct.transfer(c.source, c.reference, **options).image,
     }
     scores = {(m, k): [] for m in methods for k in args.cases}
     start = time.perf_counter()
@@ -61,7 +63,7 @@ def main() -> None:
 
     if args.levels_picture:
         case = make_case(photos[0], args.cases[0])
-        result = nct.transfer(case.source, case.reference, working_size=args.working_size)
+        result = nct.transfer(case.source, case.reference, **options)
         save_strip([case.source, case.reference, *result.levels, result.image],
                    ["source", "reference", "L5", "L4", "L3", "L2", "L1", "result"], args.levels_picture)
 

@@ -26,3 +26,17 @@ def nct(vgg_path):
     from colorizer import NeuralColorTransfer
 
     return NeuralColorTransfer.from_pretrained(vgg_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def live_app(vgg_path, tmp_path_factory):
+    """app.py serving on a free local port with the shared VGG; a 2 MP pixel cap keeps the cap cheap to test."""
+    from .live_app import running_app
+
+    env = {
+        "COLORIZER_VGG": str(vgg_path),
+        "COLORIZER_MAX_PIXELS": "2000000",
+        "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")),
+    }
+    with running_app(env) as app:
+        yield app

@@ -1,0 +1,278 @@
+"""The colorizer web app (and Hugging Face Space): Neural Color Transfer and artistic colorization.
+
+    python app.py [--host 127.0.0.1] [--port 7860]
+
+Two tabs, each backed by one public API endpoint (``/transfer``, ``/colorize``: images in, a PNG out).
+Both models load once, at start-up. Without VGG weights the colour transfer tab says how to get them
+and the colorization tab, whose checkpoint ships with the package, still works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+from PIL import Image
+
+from colorizer import NeuralColorTransfer, TransferOutput, WeightsNotFoundError
+from colorizer.color import luminance
+from colorizer.images import load_image, max_pixels_default, to_pil, to_tensor
+from colorizer.style_colorizer import StyleColorizer
+
+try:  # ZeroGPU Spaces lend a GPU per call to functions marked @spaces.GPU; the package exists only there
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+# The library accepts 40 MP; a shared CPU Space keeps each image to 16 MP unless COLORIZER_MAX_PIXELS says otherwise.
+MAX_PIXELS = max_pixels_default() if "COLORIZER_MAX_PIXELS" in os.environ else 16_000_000
+MAX_WORKING_SIZE = 1024  # matching cost grows with its square: beyond this a request would hog the CPU
+QUEUE_SIZE = 32
+FileData = dict[str, Any] | None  # an image input as Gradio hands it over with preprocess=False
+CSS = "#content-image img { filter: grayscale(1); }"  # the colorizer sees only the content's lightness
+
+NCT_PAIRS = [("mountain_lake", "alpine_dusk"), ("coast_day", "coast_sunset"), ("green_hills", "ochre_hills"),
+             ("harbour_city", "city_pink_sky"), ("snowy_ridge", "alpine_dusk")]
+COLORIZE_PAIRS = [("coast_day", "starry_night"), ("mountain_lake", "van_gogh_bridge"),
+                  ("harbour_city", "night_cafe"), ("snowy_ridge", "mona_lisa"), ("desert_crater", "starry_night")]
+
+
+@dataclass
+class Models:
+    nct: NeuralColorTransfer | None
+    nct_error: str  # why colour transfer is unavailable and how to fix it; empty when it loaded
+    colorizer: StyleColorizer
+
+
+def load_models() -> Models:
+    """Load both models once (from $COLORIZER_VGG, the Hub or its cache; the bundled colorizer checkpoint)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        nct, error = NeuralColorTransfer.from_pretrained(device=device), ""
+    except WeightsNotFoundError as err:
+        nct = None
+        error = (
+            f"Colour transfer is unavailable because its VGG weights could not be loaded: {err} "
+            "Then restart the app; with internet access the weights are downloaded once and cached. "
+            "Artistic colorization, in the other tab, works without them."
+        )
+    return Models(nct, error, StyleColorizer.from_pretrained(device=device))
+
+
+@contextmanager
+def readable_errors() -> Iterator[None]:
+    """Show the library's input errors (bad images, bad options) to whoever sent the request."""
+    try:
+        yield
+    except ValueError as err:  # ImageError is a ValueError
+        raise gr.Error(str(err), print_exception=False) from err
+
+
+def _path(file: FileData) -> str | None:
+    """The uploaded file's path; Gradio has already checked it lies in its own upload cache."""
+    return file["path"] if file else None
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, not {value!r}", print_exception=False) from None
+
+
+def build_demo(models: Models) -> gr.Blocks:
+    """The two-tab UI; its buttons are the public ``/transfer`` and ``/colorize`` endpoints."""
+
+    # On ZeroGPU these run in a forked worker: their arguments are pickled, the models are inherited.
+    @gpu
+    def run_transfer(source: str, refs: list[str], options: dict, progress: gr.Progress) -> TransferOutput:
+        def report(step: int, total: int, message: str) -> None:
+            progress((step, total), desc=message.capitalize(), unit="levels")
+
+        return models.nct.transfer(source, refs, max_pixels=MAX_PIXELS, progress=report, **options)
+
+    @gpu
+    def run_colorize(content: str, styles: list[str], weights: list[float], strength: float) -> Image.Image:
+        return models.colorizer.colorize(
+            content, styles, style_weights=weights, strength=strength, max_pixels=MAX_PIXELS
+        )
+
+    def transfer(
+        source: FileData, reference: FileData, working_size: float, coarsest_level: float, completeness: float,
+        smoothness_local: float, smoothness_nonlocal: float, strength: float,
+        reference_2: FileData = None, reference_3: FileData = None, progress: gr.Progress = gr.Progress(),
+    ) -> tuple[Image.Image, dict]:
+        """Recolour a photo with the colours of one to three reference photos (Neural Color Transfer).
+
+        Args:
+            source: the image to recolour (a gray image is colorized).
+            reference: the image whose colours are taken.
+            working_size: long side, in pixels, that matching runs at (64-1024); the result is full size.
+            coarsest_level: run VGG levels from this one (5 = L5..L1) down to L1.
+            completeness: weight of the reference's colours all appearing in the guidance (>= 0).
+            smoothness_local: local smoothness weight of the colour model (>= 0).
+            smoothness_nonlocal: non-local smoothness weight of the colour model (>= 0).
+            strength: 0 keeps the source, 1 is the full transfer.
+            reference_2: optional second reference.
+            reference_3: optional third reference.
+        Returns:
+            The recoloured image as PNG, at the source's size.
+        """
+        if models.nct is None:
+            raise gr.Error(models.nct_error, print_exception=False)
+        refs = [_path(r) for r in (reference, reference_2, reference_3) if r]
+        if not source or not refs:
+            raise gr.Error("Give a source image and at least one reference image.", print_exception=False)
+        size, coarsest = int(_number(working_size, "working_size")), int(_number(coarsest_level, "coarsest_level"))
+        if not 64 <= size <= MAX_WORKING_SIZE:
+            raise gr.Error(f"working_size must be between 64 and {MAX_WORKING_SIZE}, not {size}", print_exception=False)
+        levels = tuple(range(coarsest, 0, -1))
+        options = dict(
+            working_size=size, levels=levels, completeness=_number(completeness, "completeness"),
+            lambda_local=_number(smoothness_local, "smoothness_local"),
+            lambda_nonlocal=_number(smoothness_nonlocal, "smoothness_nonlocal"), strength=_number(strength, "strength"),
+        )
+        progress((0, len(levels)), desc="Extracting features", unit="levels")
+        with readable_errors():
+            out = run_transfer(_path(source), refs, options, progress)
+        stages = " · ".join(f"{k} {v:.1f} s" for k, v in out.timings.items() if k != "total")
+        details = {
+            "levels": [(img, f"L{level}") for img, level in zip(out.levels, levels)],
+            "timing": f"**{out.timings['total']:.1f} s** ({stages}) at working size {size}",
+        }
+        return out.image, details
+
+    def show_transfer(source: FileData, result: FileData, details: dict) -> tuple[tuple, list, str]:
+        before = load_image(_path(source), name="source", max_pixels=MAX_PIXELS)
+        return (before, _path(result)), details["levels"], details["timing"]
+
+    def colorize(
+        content: FileData, style: FileData, style_weight: float, strength: float,
+        style_2: FileData = None, style_weight_2: float = 1.0, style_3: FileData = None, style_weight_3: float = 1.0,
+    ) -> Image.Image:
+        """Colorize an image (colour or gray) in the colours of one to three style images (AdaIN UNet).
+
+        Args:
+            content: the image to colorize; only its lightness is used.
+            style: the style image (a painting or a photo).
+            style_weight: relative weight of the style image (>= 0).
+            strength: 0 gives the gray image, 1 the full colorization.
+            style_2: optional second style image.
+            style_weight_2: relative weight of the second style image.
+            style_3: optional third style image.
+            style_weight_3: relative weight of the third style image.
+        Returns:
+            The colorized image as PNG, at the content's size.
+        """
+        given = [(s, w) for s, w in [(style, style_weight), (style_2, style_weight_2), (style_3, style_weight_3)] if s]
+        if not content or not given:
+            raise gr.Error("Give a content image and at least one style image.", print_exception=False)
+        styles, weights = [_path(s) for s, _ in given], [_number(w, "style weight") for _, w in given]
+        with readable_errors():
+            return run_colorize(_path(content), styles, weights, _number(strength, "strength"))
+
+    def show_colorize(content: FileData, result: FileData) -> tuple[Image.Image, str]:
+        rgb = load_image(_path(content), name="content image", max_pixels=MAX_PIXELS)
+        return to_pil(luminance(to_tensor(rgb)).expand(3, -1, -1)), _path(result)
+
+    def image(label: str, **kwargs) -> gr.Image:
+        # Files reach our code undecoded (preprocess=False below): colorizer.images validates them, readably.
+        return gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], **kwargs)
+
+    def result_image(elem_id: str) -> gr.Image:
+        return gr.Image(label="Result (full resolution)", format="png", interactive=False, elem_id=elem_id)
+
+    def examples(pairs: list[tuple[str, str]], inputs: list[gr.Image], elem_id: str) -> gr.Examples:
+        files = [[str(EXAMPLES / f"{a}.jpg"), str(EXAMPLES / f"{b}.jpg")] for a, b in pairs]
+        return gr.Examples(files, inputs, label="Examples: click one, then press the button", elem_id=elem_id)
+
+    analytics = os.environ.get("GRADIO_ANALYTICS_ENABLED", "False") == "True"  # off unless asked for
+    with gr.Blocks(title="colorizer: colour transfer", analytics_enabled=analytics, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# colorizer\nRecolour a photo like another photo, or colorize it like a painting.")
+        with gr.Tab("Color transfer (NCT)", id="transfer"):
+            if models.nct_error:
+                gr.Markdown(f"### Colour transfer is unavailable\n\n{models.nct_error}", elem_id="nct-unavailable")
+            with gr.Row():
+                with gr.Column():
+                    source = image("Source (to recolour)", elem_id="nct-source")
+                    reference = image("Reference (colours from)", elem_id="nct-reference")
+                    with gr.Accordion("More references (optional)", open=False), gr.Row():
+                        reference_2, reference_3 = image("Reference 2"), image("Reference 3")
+                    with gr.Accordion("Settings", open=False, elem_id="nct-settings"):
+                        nct_settings = [
+                            gr.Slider(64, MAX_WORKING_SIZE, 512, step=64, label="Working resolution (long side, px)",
+                                      elem_id="working-size"),
+                            gr.Slider(1, 5, 5, step=1, label="Coarsest level (5 runs L5..L1)"),
+                            gr.Slider(0, 10, 2.0, step=0.1, label="Completeness weight"),
+                            gr.Slider(0, 2, 0.125, step=0.005, label="Local smoothness weight"),
+                            gr.Slider(0, 10, 2.0, step=0.1, label="Non-local smoothness weight"),
+                            gr.Slider(0, 1, 1.0, step=0.05, label="Strength"),
+                        ]
+                    run_nct = gr.Button("Transfer colours", variant="primary", interactive=models.nct is not None)
+                with gr.Column():
+                    nct_result = result_image(elem_id="nct-result")
+                    nct_slider = gr.ImageSlider(label="Before / after", format="png", interactive=False)
+                    nct_levels = gr.Gallery(label="Levels L5 → L1 (working resolution)", columns=5, height="auto",
+                                            format="png", interactive=False, elem_id="nct-levels")
+                    nct_timing = gr.Markdown(elem_id="nct-timing")
+            examples(NCT_PAIRS, [source, reference], "nct-examples")
+        with gr.Tab("Artistic colorization (AdaIN UNet)", id="colorize"):
+            with gr.Row():
+                with gr.Column():
+                    content = image("Content (colour or gray; used as gray)", elem_id="content-image")
+                    style = image("Style (a painting or a photo)", elem_id="style-image")
+                    style_weight = gr.Slider(0, 1, 1.0, step=0.05, label="Style weight")
+                    with gr.Accordion("More style images (optional)", open=False), gr.Row():
+                        with gr.Column():
+                            style_2 = image("Style 2")
+                            style_weight_2 = gr.Slider(0, 1, 1.0, step=0.05, label="Style 2 weight")
+                        with gr.Column():
+                            style_3 = image("Style 3")
+                            style_weight_3 = gr.Slider(0, 1, 1.0, step=0.05, label="Style 3 weight")
+                    col_strength = gr.Slider(0, 1, 1.0, step=0.05, label="Strength")
+                    run_col = gr.Button("Colorize", variant="primary")
+                with gr.Column():
+                    col_result = result_image(elem_id="colorize-result")
+                    col_slider = gr.ImageSlider(label="Before (gray) / after", format="png", interactive=False)
+            examples(COLORIZE_PAIRS, [content, style], "colorize-examples")
+
+        # Levels and timing for the UI, at working size; forgotten after 10 minutes, as API callers never read them.
+        details = gr.State(time_to_live=600)
+        run_nct.click(
+            transfer, [source, reference, *nct_settings, reference_2, reference_3], [nct_result, details],
+            api_name="transfer", preprocess=False,
+        ).success(show_transfer, [source, nct_result, details], [nct_slider, nct_levels, nct_timing],
+                  preprocess=False, api_visibility="private")
+        run_col.click(
+            colorize, [content, style, style_weight, col_strength, style_2, style_weight_2, style_3, style_weight_3],
+            col_result, api_name="colorize", preprocess=False,
+        ).success(show_colorize, [content, col_result], col_slider, preprocess=False, api_visibility="private")
+    # One job per endpoint at a time: torch already uses every core for one image.
+    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the colorizer web app.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default $GRADIO_SERVER_PORT or 7860)")
+    args = parser.parse_args(argv)
+    build_demo(load_models()).launch(server_name=args.host, server_port=args.port, max_file_size="50mb", css=CSS)
+
+
+if __name__ == "__main__":
+    main()

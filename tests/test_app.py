@@ -1,0 +1,182 @@
+"""The app as a real server on a free local port, called through gradio_client like any API user."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from colorizer.color import rgb_to_lab
+from colorizer.images import load_image, to_tensor
+
+from .live_app import ROOT, running_app
+
+EXAMPLES = ROOT / "examples"
+README = ROOT / "README.md"
+SNIPPET_HEADING = "Use from code (gradio_client)"
+SNIPPET_URL = "http://127.0.0.1:7860/"
+
+
+def mean_ab(image) -> np.ndarray:
+    """Mean CIELab chroma (a, b) of an image."""
+    return rgb_to_lab(to_tensor(load_image(image)))[1:].mean(dim=(1, 2)).numpy()
+
+
+def moved_toward(result, before, target) -> bool:
+    """The result's mean chroma is closer to the target's than the input's was."""
+    goal = mean_ab(target)
+    return np.linalg.norm(mean_ab(result) - goal) < 0.5 * np.linalg.norm(mean_ab(before) - goal)
+
+
+@pytest.fixture(scope="module")
+def client(live_app, tmp_path_factory) -> Client:
+    return Client(live_app.url, verbose=False, download_files=tmp_path_factory.mktemp("client"))
+
+
+def readme_snippets() -> list[str]:
+    """The ```python blocks under the README's gradio_client heading."""
+    section = re.search(rf"^#+ {re.escape(SNIPPET_HEADING)}\n(.*?)(?=^#+ |\Z)", README.read_text(), re.M | re.S)
+    assert section, f"README.md has no '{SNIPPET_HEADING}' section"
+    return re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+
+
+def test_api_page_lists_the_two_endpoints_and_analytics_are_off(client, live_app):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/transfer", "/colorize"}
+    assert httpx.get(f"{live_app.url}config").json()["analytics_enabled"] is False
+
+
+def test_transfer_endpoint(client):
+    source, reference = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
+    out = client.predict(source=handle_file(source), reference=handle_file(reference), working_size=256,
+                         api_name="/transfer")
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == Image.open(source).size
+    assert moved_toward(out, source, reference)
+
+
+def test_transfer_several_references_and_options(client):
+    source = EXAMPLES / "green_hills.jpg"
+    out = client.predict(
+        source=handle_file(source), reference=handle_file(EXAMPLES / "ochre_hills.jpg"),
+        reference_2=handle_file(EXAMPLES / "alpine_dusk.jpg"), working_size=192, coarsest_level=3,
+        completeness=1.0, smoothness_local=0.25, smoothness_nonlocal=1.0, strength=0.5, api_name="/transfer",
+    )
+    assert Image.open(out).size == Image.open(source).size
+
+
+def test_colorize_endpoint(client, tmp_path):
+    gray = tmp_path / "gray.png"
+    load_image(EXAMPLES / "coast_day.jpg").convert("L").save(gray)
+    style = EXAMPLES / "starry_night.jpg"
+    out = client.predict(content=handle_file(gray), style=handle_file(style), api_name="/colorize")
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == Image.open(gray).size
+    assert moved_toward(out, gray, style)
+    mixed = client.predict(content=handle_file(gray), style=handle_file(style), style_weight=0.5,
+                           style_2=handle_file(EXAMPLES / "night_cafe.jpg"), style_weight_2=1.0, api_name="/colorize")
+    assert Image.open(mixed).size == Image.open(gray).size
+
+
+def test_readme_snippets_run_against_the_live_app(live_app, monkeypatch, capsys):
+    snippets = readme_snippets()
+    assert len(snippets) == 2
+    monkeypatch.chdir(ROOT)  # the snippets name files relative to the repository root
+    for code in snippets:
+        assert SNIPPET_URL in code
+        scope: dict = {}
+        exec(compile(code.replace(SNIPPET_URL, live_app.url), "README.md", "exec"), scope)
+        with Image.open(scope["result"]) as img:
+            assert img.format == "PNG" and img.size == (512, 256)
+    capsys.readouterr()
+
+
+def _bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Broken files, each with the words its error message must contain."""
+    photo = (EXAMPLES / "coast_day.jpg").read_bytes()
+    (folder / "notes.png").write_bytes(b"these are words, not pixels\n")
+    (folder / "cut.jpg").write_bytes(photo[: len(photo) // 3])
+    Image.new("RGB", (1, 1), "red").save(folder / "dot.png")
+    Image.new("RGB", (2000, 1500), "gray").save(folder / "huge.png")  # 3 MP, over the test server's 2 MP cap
+    return {
+        "not an image": (folder / "notes.png", "not an image file"),
+        "truncated": (folder / "cut.jpg", "truncated"),
+        "1x1": (folder / "dot.png", "at least 16 px"),
+        "huge": (folder / "huge.png", "over the limit"),
+    }
+
+
+def _odd_but_valid(folder: Path) -> dict[str, tuple[Path, tuple[int, int]]]:
+    """Images that must be read correctly, with the upright size the result must have."""
+    photo = load_image(EXAMPLES / "coast_day.jpg")
+    ramp = (np.linspace(0, 65535, 96 * 64).reshape(64, 96)).astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "gray16.png")
+    photo.convert("CMYK").save(folder / "cmyk.jpg")
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored pixels must be turned 90 degrees to be upright
+    photo.save(folder / "rotated.jpg", exif=exif)
+    return {
+        "16-bit": (folder / "gray16.png", (96, 64)),
+        "CMYK": (folder / "cmyk.jpg", photo.size),
+        "alpha": (folder / "alpha.png", photo.size),
+        "EXIF-rotated": (folder / "rotated.jpg", photo.size[::-1]),
+    }
+
+
+def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, live_app, tmp_path):
+    style = handle_file(EXAMPLES / "starry_night.jpg")
+    for path, words in _bad_uploads(tmp_path).values():
+        with pytest.raises(AppError, match=words):
+            client.predict(content=handle_file(path), style=style, api_name="/colorize")
+    path, words = _bad_uploads(tmp_path)["not an image"]
+    with pytest.raises(AppError, match=words):
+        client.predict(source=handle_file(path), reference=style, api_name="/transfer")
+    for name, (path, size) in _odd_but_valid(tmp_path).items():
+        out = client.predict(content=handle_file(path), style=style, api_name="/colorize")
+        assert Image.open(out).size == size, name
+    assert psutil.pid_exists(live_app.pid)
+
+
+def test_bad_options_get_readable_errors(client):
+    photo = handle_file(EXAMPLES / "coast_day.jpg")
+    with pytest.raises(AppError, match="working_size must be between 64 and 1024"):
+        client.predict(source=photo, reference=photo, working_size=4096, api_name="/transfer")
+    with pytest.raises(AppError, match="strength"):
+        client.predict(content=photo, style=photo, strength=2.0, api_name="/colorize")
+    with pytest.raises(AppError, match="style weights"):
+        client.predict(content=photo, style=photo, style_weight=0.0, api_name="/colorize")
+
+
+def test_requests_cannot_reach_files_outside_the_upload_cache(live_app):
+    """A caller naming a server path (not an upload) gets an error, not the file's content."""
+    for path in ("/etc/passwd", str(ROOT / "app.py")):
+        file = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        data = [file, file, 1, 1, None, 1, None, 1]
+        call = httpx.post(f"{live_app.url}gradio_api/call/colorize", json={"data": data})
+        events = httpx.get(f"{live_app.url}gradio_api/call/colorize/{call.json()['event_id']}", timeout=60).text
+        assert events.startswith("event: error"), events
+        assert httpx.get(f"{live_app.url}gradio_api/file={path}").status_code == 403
+
+
+def test_without_vgg_weights_the_transfer_tab_says_how_to_fix_it(tmp_path):
+    """Offline, nothing cached, COLORIZER_VGG naming no file: colorization still works."""
+    env = {"COLORIZER_VGG": str(tmp_path / "missing.safetensors"), "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with running_app(env) as app:
+        config = httpx.get(f"{app.url}config").text
+        assert "Colour transfer is unavailable" in config and "COLORIZER_VGG" in config
+        client = Client(app.url, verbose=False, download_files=tmp_path)
+        photo = handle_file(EXAMPLES / "coast_day.jpg")
+        with pytest.raises(AppError, match="COLORIZER_VGG"):
+            client.predict(source=photo, reference=photo, api_name="/transfer")
+        out = client.predict(content=photo, style=handle_file(EXAMPLES / "mona_lisa.jpg"), api_name="/colorize")
+        assert Image.open(out).size == (512, 256)
