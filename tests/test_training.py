@@ -1,0 +1,177 @@
+"""The training program: data, a few steps with checkpoint/resume/export, LPIPS weights, the Hub upload."""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from colorizer.color import luminance, rgb_to_lab
+from colorizer.style_colorizer import StyleColorizer
+from training.data import RecolorCrops, load_photos, resolve_data
+from training.train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# Tiny and fast: 32 px crops of the example images (8 train, 6 held out by the fixed split).
+FAST = [
+    "--image-size", "64", "--crop-size", "32", "--style-size", "32", "--batch-size", "2",
+    "--working-size", "64", "--val-images", "1", "--lpips-weight", "0", "--log-every", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for path in EXAMPLES.glob("*.jpg"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_samples_are_deterministic_and_recoloured(data_dir):
+    photos = load_photos(sorted(data_dir.glob("*.jpg"))[:3], 64)
+    a = RecolorCrops(photos, 10, crop=32, style_size=16, recolor_prob=1.0, seed=3)
+    b = RecolorCrops(photos, 10, crop=32, style_size=16, recolor_prob=1.0, seed=3)
+    s = a[7]
+    assert s["gray"].shape == (1, 32, 32) and s["target"].shape == (3, 32, 32) and s["style"].shape == (3, 16, 16)
+    assert all(torch.equal(s[k], b[7][k]) for k in s)  # a pure function of (seed, index): exact resume
+    assert not torch.equal(s["target"], a[8]["target"])
+    assert torch.allclose(s["gray"], luminance(s["target"]))
+    plain = RecolorCrops(photos, 10, crop=32, style_size=16, recolor_prob=0.0, seed=3)[7]
+    assert torch.allclose(plain["gray"], s["gray"], atol=0.03)  # recolouring keeps the lightness ...
+    assert (rgb_to_lab(plain["target"])[1:] - rgb_to_lab(s["target"])[1:]).abs().mean() > 1  # ... not the chroma
+
+
+def test_resolve_data_errors(tmp_path):
+    assert resolve_data(str(tmp_path)) == tmp_path
+    with pytest.raises(FileNotFoundError, match="no image folder"):
+        resolve_data(str(tmp_path / "missing"))
+
+
+def test_train_checkpoint_resume_export(data_dir, tmp_path):
+    common = ["--data", str(data_dir), *FAST, "--steps", "4", "--checkpoint-every", "2", "--val-every", "2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*common, "--output-dir", str(straight)]) == 0
+    assert main([*common, "--output-dir", str(resumed), "--steps", "2"]) == 0  # stops at step 2 ...
+    assert main([*common, "--output-dir", str(resumed), "--resume", "latest"]) == 0  # ... and goes on to 4
+
+    # Exact resume: the same weights and optimizer state as the uninterrupted run.
+    for name in ("model.safetensors", "optimizer.bin"):
+        a = (straight / "checkpoints" / "step_0000004" / name).read_bytes()
+        assert a == (resumed / "checkpoints" / "step_0000004" / name).read_bytes(), name
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step_0000002", "step_0000004"]
+
+    best = straight / "best"
+    assert sorted(p.name for p in best.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    with safe_open(best / "model.safetensors", "pt") as f:
+        assert f.get_tensor("unet.head.weight").dtype == torch.float16
+        assert f.get_tensor("style_encoder.norm.running_var").dtype == torch.float32  # beyond float16's range
+    assert json.loads((best / "config.json").read_text())["working_size"] == 64
+    card = (best / "README.md").read_text()
+    assert "| colorize |" in card and "| restyle |" in card and "step" in card
+    model = StyleColorizer.from_pretrained(best)
+    assert model.colorize(EXAMPLES / "coast_day.jpg", EXAMPLES / "night_cafe.jpg").size == (512, 256)
+
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_colorize_de00" in r] == [2, 4]
+    assert (straight / "samples" / "step_0000004.jpg").is_file()
+    assert "validation step 4" in (straight / "train.log").read_text()
+
+
+def test_lpips_with_shared_vgg16(vgg_path):
+    from safetensors.torch import load_file
+
+    from training.perceptual import build_lpips
+
+    lp = build_lpips("vgg", str(vgg_path))
+    conv = lp.net.slice3.get_submodule("14")  # features.14, conv3_3
+    assert torch.equal(conv.weight, load_file(vgg_path)["features.14.weight"].float())
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert lp(x, x, normalize=True).abs().max() < 1e-6
+    assert (lp(x, x.flip(-1), normalize=True) > 0).all()
+    assert not any(p.requires_grad for p in lp.parameters())
+
+
+def test_lpips_backbone_needs_vgg(tmp_path):
+    from training.perceptual import build_lpips
+
+    with pytest.raises(ValueError, match="net='vgg'"):
+        build_lpips("alex", str(tmp_path / "w.safetensors"))
+
+
+class _StandInHub(BaseHTTPRequestHandler):
+    """The part of the Hub's HTTP API that ``create_repo`` and ``upload_folder`` use; records what arrives."""
+
+    log: list[dict] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        entry = {"path": self.path, "auth": self.headers.get("Authorization")}
+        if self.path == "/api/repos/create":
+            payload = json.loads(body)
+            reply = {"url": f"http://{self.headers['Host']}/{payload['organization']}/{payload['name']}"}
+        elif self.path == "/api/validate-yaml":
+            reply = {}
+        elif "/preupload/" in self.path:
+            files = json.loads(body)["files"]
+            reply = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+        elif "/commit/" in self.path:
+            entry["lines"] = [json.loads(line) for line in body.splitlines() if line.strip()]
+            repo = self.path.split("/api/models/")[1].split("/commit/")[0]
+            reply = {"commitUrl": f"http://{self.headers['Host']}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40}
+        else:
+            self.send_error(404)
+            self.log.append(entry)
+            return
+        self.log.append(entry)
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture
+def hub_server():
+    _StandInHub.log = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _StandInHub.log
+    server.shutdown()
+    server.server_close()
+
+
+def test_push_to_hub_uploads_the_best_checkpoint(data_dir, tmp_path, hub_server):
+    endpoint, log = hub_server
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=endpoint, HF_TOKEN="hf_standin_token", HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "training.train", "--data", str(data_dir), *FAST, "--steps", "2",
+           "--val-every", "2", "--checkpoint-every", "2", "--output-dir", str(out), "--push-to-hub", "someone/style-test"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    paths = [e["path"] for e in log]
+    assert paths[0] == "/api/repos/create"
+    assert any(p.startswith("/api/models/someone/style-test/commit/main") for p in paths)
+    assert all(e["auth"] == "Bearer hf_standin_token" for e in log)
+    commit = next(e for e in log if "/commit/" in e["path"])
+    files = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in commit["lines"] if line["key"] == "file"}
+    best = out / "best"
+    assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+    assert all(files[name] == (best / name).read_bytes() for name in files)
+    assert b"someone/style-test" in files["README.md"]  # the card's usage names the repo

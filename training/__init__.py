@@ -1,0 +1,1 @@
+"""Training program of the StyleColorizer (see training/README.md)."""

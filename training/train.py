@@ -1,0 +1,350 @@
+"""Train the StyleColorizer: ``accelerate launch -m training.train --data FOLDER ...`` (or ``python -m``).
+
+Runs on the CPU, one GPU, or several GPUs/nodes (accelerate's launcher). The validation photos
+come from the fixed split of ``benchmarks.protocol.validation_split`` and are never trained on.
+Everything lands in ``--output-dir``: ``train.log``, ``metrics.jsonl``, ``samples/``,
+``checkpoints/step_N`` (``accelerator.save_state``, for exact resume) and ``best/`` (the best
+validation checkpoint exported with ``save_pretrained``, model card included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from huggingface_hub import HfApi
+from PIL import Image
+from tqdm.auto import tqdm
+
+from benchmarks.protocol import Case, image_files, make_case, score, validation_split
+from colorizer.style_colorizer import StyleColorizer
+from training.data import RecolorCrops, load_photos, resolve_data
+from training.perceptual import build_lpips
+
+log = logging.getLogger("training")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="image folder, or a Hub dataset repo id (owner/name) of image files")
+    g.add_argument("--image-size", type=int, default=384, help="photos are held in memory at this long side")
+    g.add_argument("--crop-size", type=int, default=128, help="training crop side (a multiple of 16)")
+    g.add_argument("--style-size", type=int, default=128, help="side of the style crop")
+    g.add_argument("--recolor-prob", type=float, default=1.0, help="share of samples whose chroma is rotated and scaled")
+    g.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+    g = p.add_argument_group("model")
+    g.add_argument("--style-dim", type=int, default=32)
+    g.add_argument("--bottom-stages", type=int, default=3)
+    g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--working-size", type=int, default=512, help="long side the exported model colorizes at by default")
+    g.add_argument("--init-from", help="start from this checkpoint folder or Hub repo (fine-tuning) instead of random weights")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=5000)
+    g.add_argument("--batch-size", type=int, default=8, help="per process")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
+    g.add_argument("--warmup-steps", type=int, default=100)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--grad-clip", type=float, default=1.0)
+    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("loss")
+    g.add_argument("--mse-weight", type=float, default=1.0)
+    g.add_argument("--lpips-weight", type=float, default=0.1, help="0 turns LPIPS off")
+    g.add_argument("--lpips-net", choices=("vgg", "alex", "squeeze"), default="vgg")
+    g.add_argument(
+        "--lpips-backbone",
+        help="VGG16 weights for LPIPS' trunk (safetensors file or Hub repo), used with lpips=False; "
+        "default: the standard LPIPS, which downloads torchvision's backbone",
+    )
+    g.add_argument("--lpips-size", type=int, default=64, help="LPIPS runs on the pair downscaled to this side (0: full crop)")
+    g = p.add_argument_group("validation, checkpoints, export")
+    g.add_argument("--output-dir", type=Path, default=Path("artifacts/style-colorizer"))
+    g.add_argument("--val-every", type=int, default=250)
+    g.add_argument("--val-images", type=int, default=16, help="validation photos scored (0: all of the split)")
+    g.add_argument("--checkpoint-every", type=int, default=250)
+    g.add_argument("--keep-checkpoints", type=int, default=2)
+    g.add_argument("--resume", help="checkpoint folder to resume from, or 'latest'")
+    g.add_argument("--export-dtype", choices=("float16", "float32"), default="float16", help="dtype of the exported parameters")
+    g.add_argument("--push-to-hub", metavar="REPO", help="upload the best checkpoint to this Hub repo (token: HF_TOKEN)")
+    g.add_argument("--hub-private", action="store_true")
+    g.add_argument("--log-every", type=int, default=25)
+    args = p.parse_args(argv)
+    if args.crop_size % 16:
+        p.error("--crop-size must be a multiple of 16")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    out: Path = args.output_dir
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _setup_logging(out / "train.log")
+    set_seed(args.seed)
+
+    root = resolve_data(args.data)
+    train_paths, val_paths = validation_split(image_files(root), root)
+    if not train_paths or not val_paths:
+        raise ValueError(f"{root} has {len(train_paths)} training and {len(val_paths)} validation images; need both")
+    photos = load_photos(train_paths, args.image_size)
+    world = accelerator.num_processes
+    dataset = RecolorCrops(
+        photos,
+        args.steps * args.batch_size * world,
+        crop=args.crop_size,
+        style_size=args.style_size,
+        recolor_prob=args.recolor_prob,
+        seed=args.seed,
+    )
+    # The loader's own generator: starting an iterator must not draw from the global RNG (dropout's),
+    # or a resumed run would diverge from an uninterrupted one.
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, num_workers=args.num_workers, drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+
+    config = dict(
+        style_dim=args.style_dim, bottom_stages=args.bottom_stages, dropout=args.dropout,
+        style_size=args.style_size, working_size=args.working_size,
+    )
+    if args.init_from:  # the checkpoint fixes the architecture; the other options are this run's
+        model = StyleColorizer.from_pretrained(
+            args.init_from, dropout=args.dropout, style_size=args.style_size, working_size=args.working_size
+        )
+    else:
+        model = StyleColorizer(**config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    # accelerate steps a prepared scheduler once per process per optimizer step: count in those units.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(args, world))
+    perceptual = build_lpips(args.lpips_net, args.lpips_backbone).to(accelerator.device) if args.lpips_weight > 0 else None
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    state = {"step": 0, "best": math.inf, "best_step": None}
+    if args.resume:
+        ckpt = _latest_checkpoint(out) if args.resume == "latest" else Path(args.resume)
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        log.info("resumed from %s at step %d", ckpt, state["step"])
+    batches = accelerator.skip_first_batches(loader, state["step"]) if state["step"] else loader
+
+    cases = _validation_cases(val_paths, args.val_images)
+    run_info = {
+        "data": f"{args.data} ({len(photos)} training photos; the fixed validation split's {len(val_paths)} photos held out)",
+        "processes": world,
+        "device": str(accelerator.device),
+    }
+    log.info("training %s: %d params, %s", type(model).__name__, sum(p.numel() for p in model.parameters()), run_info)
+
+    bar = tqdm(total=args.steps, initial=state["step"], disable=not accelerator.is_local_main_process, mininterval=5, file=sys.stderr)
+    tic, seen = time.perf_counter(), 0
+    for batch in batches:
+        loss, mse, lp = training_loss(model, perceptual, batch, args)
+        accelerator.backward(loss)
+        if args.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        seen += batch["target"].shape[0] * world
+        step = state["step"]
+        bar.update(1)
+
+        if step % args.log_every == 0 or step == args.steps:
+            rate = seen / (time.perf_counter() - tic)
+            msg = {"step": step, "loss": loss.item(), "mse": mse.item(), "lpips": lp.item(), "lr": scheduler.get_last_lr()[0], "img_per_s": rate}
+            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
+            if accelerator.is_main_process:
+                log.info("step %d loss %.4f (mse %.4f, lpips %.4f) lr %.2e, %.2f img/s", step, msg["loss"], msg["mse"], msg["lpips"], msg["lr"], rate)
+                _append_jsonl(out / "metrics.jsonl", msg)
+            tic, seen = time.perf_counter(), 0
+
+        if step % args.val_every == 0 or step == args.steps:
+            if accelerator.is_main_process:
+                _validate_and_export(accelerator.unwrap_model(model), cases, state, args, run_info, out)
+            accelerator.wait_for_everyone()
+            model.train()
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            _checkpoint(accelerator, state, out, args.keep_checkpoints)
+        if step >= args.steps:
+            break
+    bar.close()
+
+    if args.push_to_hub and accelerator.is_main_process:
+        url = _push(out / "best", args.push_to_hub, args.hub_private, state)
+        log.info("uploaded %s to %s", out / "best", url)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+def training_loss(model, perceptual, batch: dict[str, torch.Tensor], args: argparse.Namespace):
+    """(loss, mse, lpips) of one batch: ``mse_weight`` x MSE + ``lpips_weight`` x LPIPS on ``lpips_size`` px."""
+    pred = model(batch["gray"], batch["style"]).float()
+    target = batch["target"]
+    mse = F.mse_loss(pred, target)
+    if perceptual is None:
+        return args.mse_weight * mse, mse, torch.zeros(())
+    lp = perceptual(_shrink(pred, args.lpips_size), _shrink(target, args.lpips_size), normalize=True).mean()
+    return args.mse_weight * mse + args.lpips_weight * lp, mse, lp
+
+
+def _schedule(args: argparse.Namespace, world: int):
+    warmup, total = args.warmup_steps * world, max(1, args.steps * world)
+
+    def factor(count: int) -> float:
+        if count < warmup:
+            return (count + 1) / warmup
+        if args.lr_schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (count - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def _shrink(x: torch.Tensor, size: int) -> torch.Tensor:
+    if size <= 0 or x.shape[-1] <= size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _validation_cases(paths: list[Path], limit: int) -> dict[str, list[Case]]:
+    paths = paths[:limit] if limit else paths
+    return {kind: [make_case(p, kind) for p in paths] for kind in ("colorize", "restyle")}
+
+
+def _validate_and_export(model: StyleColorizer, cases: dict[str, list[Case]], state: dict, args, run_info: dict, out: Path) -> None:
+    """Score the protocol's colorize and restyle cases, save a sample grid, export when best."""
+    step = state["step"]
+    outputs = {kind: [model.colorize(c.source, c.reference) for c in kind_cases] for kind, kind_cases in cases.items()}
+    metrics = {kind: sum(score(o, c.truth)[0] for o, c in zip(outputs[kind], cases[kind])) / len(cases[kind]) for kind in cases}
+    value = (metrics["colorize"] + metrics["restyle"]) / 2
+    log.info("validation step %d: colorize dE00 %.2f, restyle dE00 %.2f", step, metrics["colorize"], metrics["restyle"])
+    _append_jsonl(out / "metrics.jsonl", {"step": step, "val_colorize_de00": metrics["colorize"], "val_restyle_de00": metrics["restyle"]})
+    (out / "samples").mkdir(exist_ok=True)
+    _sample_grid(cases, outputs, rows=4).save(out / "samples" / f"step_{step:07d}.jpg", quality=88)
+    if value < state["best"]:
+        state.update(best=value, best_step=step)
+        _export(model, out / "best", args, run_info, step, metrics, len(cases["colorize"]))
+        log.info("new best (mean dE00 %.2f): exported to %s", value, out / "best")
+
+
+def _sample_grid(cases: dict[str, list[Case]], outputs: dict[str, list[Image.Image]], rows: int, height: int = 128) -> Image.Image:
+    """One row per photo: gray input | colorized | truth | restyle style | restyled | restyle truth."""
+    tiles = []
+    for i in range(min(rows, len(cases["colorize"]))):
+        c, r = cases["colorize"][i], cases["restyle"][i]
+        tiles.append([c.source, outputs["colorize"][i], c.truth, r.reference, outputs["restyle"][i], r.truth])
+    tiles = [[t.resize((max(1, round(t.width * height / t.height)), height)) for t in row] for row in tiles]
+    width = max(sum(t.width for t in row) for row in tiles)
+    grid = Image.new("RGB", (width, height * len(tiles)), "white")
+    for y, row in enumerate(tiles):
+        x = 0
+        for tile in row:
+            grid.paste(tile, (x, y * height))
+            x += tile.width
+    return grid
+
+
+def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int, metrics: dict, n_val: int) -> None:
+    """save_pretrained into ``folder`` (replaced whole), parameters cast to ``--export-dtype``, with the model card."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    clone = copy.deepcopy(model).cpu()
+    for param in clone.parameters():
+        # Parameters only: BatchNorm statistics stay float32, the style features' variance can
+        # exceed float16's range (65504).
+        param.data = param.data.to(getattr(torch, args.export_dtype))
+    loss = f"{args.mse_weight} x MSE" + (" (LPIPS off)" if args.lpips_weight <= 0 else (
+        f" + {args.lpips_weight} x LPIPS({args.lpips_net}, "
+        + (f"trunk weights {Path(args.lpips_backbone).name}, lpips=False" if args.lpips_backbone else "standard weights")
+        + f", on {args.lpips_size} px)"
+    ))
+    training = "\n".join([
+        f"- Data: {run_info['data']}.",
+        f"- Samples: random square crops ({args.crop_size} px from photos held at {args.image_size} px long side), "
+        f"random flips; with probability {args.recolor_prob} the target's Lab chroma is rotated by a uniform random angle "
+        "and scaled by 0.7-1.3, "
+        "and the style image is another crop (70-100% of each side) of the same recoloured photo.",
+        f"- Loss: {loss}.",
+        f"- Optimiser: AdamW, lr {args.lr} ({args.lr_schedule}, {args.warmup_steps} warm-up steps), weight decay {args.weight_decay}, "
+        f"batch {args.batch_size} x {run_info['processes']} process(es), mixed precision {args.mixed_precision}, on {run_info['device']}.",
+        f"- Steps: this checkpoint is step {step} of a {args.steps}-step run" + (f" fine-tuned from {args.init_from}" if args.init_from else "") + ".",
+        f"- Parameters stored as {args.export_dtype}, BatchNorm statistics as float32.",
+    ])
+    table = "\n".join([
+        f"Protocol of `benchmarks/protocol.py` on {n_val} validation photos (mean CIEDE2000 against the truth, lower is better):",
+        "",
+        "| case | mean dE00 |",
+        "| --- | --- |",
+        f"| colorize | {metrics['colorize']:.2f} |",
+        f"| restyle | {metrics['restyle']:.2f} |",
+    ])
+    card = {"training": training, "metrics": table}
+    if args.push_to_hub:
+        card["repo_id"] = args.push_to_hub
+    clone.save_pretrained(tmp, model_card_kwargs=card)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _checkpoint(accelerator: Accelerator, state: dict, out: Path, keep: int) -> None:
+    folder = out / "checkpoints" / f"step_{state['step']:07d}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+        for old in sorted((out / "checkpoints").glob("step_*"))[:-keep] if keep > 0 else []:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _latest_checkpoint(out: Path) -> Path:
+    found = sorted(p for p in (out / "checkpoints").glob("step_*") if (p / "trainer_state.json").is_file())
+    if not found:
+        raise FileNotFoundError(f"no checkpoint to resume under {out / 'checkpoints'}")
+    return found[-1]
+
+
+def _push(folder: Path, repo: str, private: bool, state: dict) -> str:
+    """Upload the exported folder as one commit. HfApi reads the token from HF_TOKEN (or a saved login)."""
+    api = HfApi()
+    repo_id = api.create_repo(repo, private=private, exist_ok=True).repo_id
+    info = api.upload_folder(
+        repo_id=repo_id, folder_path=folder, commit_message=f"StyleColorizer, best of step {state['best_step']}"
+    )
+    return info.commit_url
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _setup_logging(path: Path) -> None:
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for old in list(log.handlers):  # main() may run more than once in a process (tests)
+        log.removeHandler(old)
+        old.close()
+    for handler in (logging.FileHandler(path), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
