@@ -1,4 +1,4 @@
-"""Command line: ``python -m colorizer transfer SOURCE REF [REF ...] -o OUT.png``."""
+"""Command line: ``python -m colorizer transfer|colorize ... -o OUT.png``."""
 
 from __future__ import annotations
 
@@ -16,13 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         _check_output(args.output)
-        return args.run(args)
+        outputs = args.run(args)
+        for path, image in outputs.items():
+            save_image(image, path)
     except (ImageError, WeightsNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not args.quiet:
+        print(f"wrote {', '.join(map(str, outputs))}", file=sys.stderr)
+    return 0
 
 
-def _transfer(args: argparse.Namespace) -> int:
+def _transfer(args: argparse.Namespace) -> dict[Path, Image.Image]:
     from .nct import NeuralColorTransfer
 
     nct = NeuralColorTransfer.from_pretrained(args.vgg, device=args.device)
@@ -40,32 +45,27 @@ def _transfer(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         progress=None if args.quiet else lambda step, total, msg: print(f"[{step}/{total}] {msg}", file=sys.stderr),
     )
-    save_image(result.image, args.output)
+    if not args.quiet:
+        print(", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()), file=sys.stderr)
+    outputs = {args.output: result.image}
     if args.save_levels:
         for level, img in zip(args.levels, result.levels):
-            save_image(img, args.output.with_name(f"{args.output.stem}_L{level}{args.output.suffix}"))
-    if not args.quiet:
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-        print(f"wrote {args.output} ({stages})", file=sys.stderr)
-    return 0
+            outputs[args.output.with_name(f"{args.output.stem}_L{level}{args.output.suffix}")] = img
+    return outputs
 
 
-def _colorize(args: argparse.Namespace) -> int:
+def _colorize(args: argparse.Namespace) -> dict[Path, Image.Image]:
     from .style_colorizer import StyleColorizer
 
     model = StyleColorizer.from_pretrained(args.model, device=args.device)
-    image = model.colorize(
+    return {args.output: model.colorize(
         args.content,
         args.styles,
         style_weights=args.weights,
         strength=args.strength,
         working_size=args.working_size,
         max_pixels=args.max_pixels,
-    )
-    save_image(image, args.output)
-    if not args.quiet:
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    )}
 
 
 def _check_output(path: Path) -> None:
@@ -83,7 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transfer", help="Neural Color Transfer from one or more reference photos")
     p.add_argument("source", help="image to recolour (a gray image is colorized)")
     p.add_argument("references", nargs="+", help="reference image(s) to take colours from")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--vgg", help="VGG weights: .safetensors file or Hub repo (default: $COLORIZER_VGG, else timm/vgg19.tv_in1k)")
     p.add_argument("--working-size", type=int, default=512, help="long side that matching runs at (default 512)")
     p.add_argument("--levels", type=int, nargs="+", default=[5, 4, 3, 2, 1], help="VGG levels to run, coarse to fine")
@@ -99,7 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorize an image in the colour style of one or more style images (AdaIN UNet)")
     p.add_argument("content", help="image to colorize (a colour image is converted to gray first)")
     p.add_argument("styles", nargs="+", help="style image(s): paintings or photos whose colours to use")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--model", help="checkpoint folder or Hub repo (default: $COLORIZER_STYLE_MODEL, else the bundled one)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per style image for mixing them (default: equal)")
     p.add_argument("--strength", type=float, default=1.0, help="0 keeps the gray image, 1 is the full colorization")
@@ -110,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic per seed)")
     p.add_argument("--max-pixels", type=int, help="reject larger images (default 40 MP, or $COLORIZER_MAX_PIXELS)")
