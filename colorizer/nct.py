@@ -33,6 +33,8 @@ from .voting import bds_vote
 _ITERATIONS = {5: 6, 4: 3, 3: 2, 2: 1, 1: 1}
 #: Random-search radius (in cells of that level) once a coarser field exists.
 _REFINE_RADIUS = 4
+#: Rows per strip when recolouring a full-resolution image.
+_STRIP_ROWS = 64
 #: Coarsest-level grid must keep at least this many cells on its short side.
 _MIN_CELLS = 4
 
@@ -107,6 +109,7 @@ class NeuralColorTransfer:
         gen = torch.Generator(self.device).manual_seed(seed)
         src_full = to_tensor(src_img, self.device)
         gray = is_gray(src_full)
+        first = 1 if gray or keep_lightness else 0  # the first Lab channel transferred: 1 keeps lightness
         size = working_shape(src_img.size, working_size)
         src_rgb = _resize(src_full, size)
         src_lab = rgb_to_lab(src_rgb) / 100  # normalised Lab: L in [0, 1], a, b about [-1, 1]
@@ -150,20 +153,16 @@ class NeuralColorTransfer:
                     src_lab_l, guide, (1 - cost).clamp(0, 1),
                     lambda_local=lambda_local, lambda_nonlocal=lambda_nonlocal, neighbors=nl, init=init,
                 )
-                if gray or keep_lightness:  # only chroma is transferred
-                    a[0], b[0] = 1, 0
                 coeffs = torch.cat([a, b])
 
             with timer("upsample"):
-                current = _apply(coeffs, src_lab, strength)
+                current = _apply(coeffs, src_rgb, strength, first)
                 outputs.append(to_pil(current))
             if progress is not None:
                 progress(step, len(levels), f"level {level} done")
 
         with timer("upsample"):
-            full_lab = rgb_to_lab(src_full) / 100
-            del src_full
-            result = to_pil(_apply(coeffs, full_lab, strength))
+            result = to_pil(_apply(coeffs, src_full, strength, first))
         timings = dict(timer.seconds, total=timer.total())
         return TransferOutput(image=result, levels=outputs, timings=timings)
 
@@ -203,13 +202,26 @@ def _select_reference(src_lab: Tensor, guides: Tensor, costs: Tensor) -> tuple[T
     return guide, costs.gather(0, label)[0]
 
 
-def _apply(coeffs: Tensor, lab: Tensor, strength: float) -> Tensor:
-    """Upsample the model's coefficients to ``lab``'s size, guided by the source, and apply it."""
-    radius = max(1, coeffs.shape[-1] // 64)
-    ab = guided_upsample(lab, coeffs, radius=radius, eps=1e-4) if coeffs.shape[-2:] != lab.shape[-2:] else coeffs
+def _apply(coeffs: Tensor, rgb: Tensor, strength: float, first: int) -> Tensor:
+    """Upsample the model's coefficients to ``rgb``'s size, guided by it, and recolour it.
+
+    Only Lab channels ``first``.. are transformed (1: chroma only). The colour conversions run in
+    strips of rows so that a 12-megapixel image stays in cache instead of streaming through memory
+    a dozen times; the guided filter is steered by RGB, so no full-size Lab image is ever held.
+    """
+    a, b = coeffs.chunk(2)
+    ab = torch.cat([a[first:], b[first:]])
+    if ab.shape[-2:] != rgb.shape[-2:]:
+        ab = guided_upsample(rgb, ab, radius=max(1, ab.shape[-1] // 64), eps=1e-4)
     a, b = ab.chunk(2)
-    out = torch.lerp(lab, a * lab + b, strength)
-    return lab_to_rgb(out * 100)
+    out = torch.empty_like(rgb)
+    for r in range(0, rgb.shape[-2], _STRIP_ROWS):
+        rows = slice(r, r + _STRIP_ROWS)
+        lab = rgb_to_lab(rgb[:, rows]) / 100
+        chans = lab[first:]
+        lab[first:] = torch.lerp(chans, a[:, rows] * chans + b[:, rows], strength)
+        out[:, rows] = lab_to_rgb(lab * 100)
+    return out
 
 
 def working_shape(size: tuple[int, int], working_size: int) -> tuple[int, int]:
