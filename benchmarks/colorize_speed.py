@@ -67,8 +67,9 @@ def colorize_speed(model: StyleColorizer, runs: int) -> list[str]:
             peaks.append(_peak(model.device))
             added.append(peaks[-1] - before)
             assert out.size == (w, h)
+        mib = 2**20
         rows.append(
-            f"| {w}x{h} | {statistics.median(times):.2f} s | {max(peaks) / 2**20:.0f} MiB | {max(added) / 2**20:.0f} MiB |"
+            f"| {w}x{h} | {statistics.median(times):.2f} s | {max(peaks) / mib:.0f} MiB | {max(added) / mib:.0f} MiB |"
         )
     return rows
 
@@ -118,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
+    where = f"{device}" + (
+        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads"
+    )
 
     model = StyleColorizer.from_pretrained(args.model, device=str(device))
     print(f"Colorize, {where}, working size {model.working_size}, median of {args.runs}:\n")

@@ -8,8 +8,8 @@ pipeline of :meth:`StyleColorizer.colorize`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -96,13 +96,15 @@ class StyleColorizer(
     @classmethod
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike | None = None, *, device: str | None = None, **kwargs
-    ) -> "StyleColorizer":
+    ) -> StyleColorizer:
         """Load a checkpoint folder or Hub repo id; None: ``$COLORIZER_STYLE_MODEL``, else the bundled one.
 
         Only ``model.safetensors`` is read. Returns the model in eval mode on ``device`` (default CPU).
         """
         spec = os.fspath(pretrained_model_name_or_path or os.environ.get(MODEL_ENV) or BUNDLED)
-        if not Path(spec).is_dir() and (Path(spec).exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1):
+        if not Path(spec).is_dir() and (
+            Path(spec).exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1
+        ):
             raise WeightsNotFoundError(f"no StyleColorizer checkpoint folder at {spec!r}. {_HINT}")
         try:
             return super().from_pretrained(spec, map_location=device or "cpu", **kwargs)
@@ -123,7 +125,7 @@ class StyleColorizer(
         token: str | bool | None,
         map_location: str = "cpu",
         **model_kwargs,
-    ) -> "StyleColorizer":
+    ) -> StyleColorizer:
         # Replaces the mixin's loader, which falls back to pickled weights and loads non-strictly.
         model = cls(**model_kwargs)
         if os.path.isdir(model_id):

@@ -15,7 +15,7 @@ import app
 from colorizer.images import load_image
 
 from .live_app import ROOT
-from .test_app import moved_toward
+from .test_app import COLORIZE_FRACTION, moved_toward
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python (requirements-dev.txt)")
 
@@ -92,7 +92,7 @@ def test_colorize_example(page):
 
     result = shown_image(page, "#colorize-result img")
     assert result.format == "PNG" and result.size == Image.open(content).size
-    assert moved_toward(result, load_image(content).convert("L"), style)
+    assert moved_toward(result, load_image(content).convert("L"), style, COLORIZE_FRACTION)
 
 
 def test_bad_upload_shows_the_error_and_the_app_keeps_working(page, tmp_path):

@@ -108,7 +108,9 @@ def test_strength_and_colour_input(random_model):
 
 def test_style_mixing_and_bad_options(random_model):
     a = random_model.colorize(PHOTO, PAINTING)
-    assert np.array_equal(_array(random_model.colorize(PHOTO, [PAINTING, OTHER_PAINTING], style_weights=[2, 0])), _array(a))
+    assert np.array_equal(
+        _array(random_model.colorize(PHOTO, [PAINTING, OTHER_PAINTING], style_weights=[2, 0])), _array(a)
+    )
     mixed = random_model.colorize(PHOTO, [PAINTING, OTHER_PAINTING])
     assert not np.array_equal(_array(mixed), _array(a))
     for kwargs, match in [
@@ -125,7 +127,25 @@ def test_style_mixing_and_bad_options(random_model):
 
 def test_cli(saved, tmp_path):
     out = tmp_path / "out.png"
-    assert cli(["colorize", str(PHOTO), str(PAINTING), str(OTHER_PAINTING), "--weights", "1", "3", "--model", str(saved), "-o", str(out), "-q"]) == 0
+    assert (
+        cli(
+            [
+                "colorize",
+                str(PHOTO),
+                str(PAINTING),
+                str(OTHER_PAINTING),
+                "--weights",
+                "1",
+                "3",
+                "--model",
+                str(saved),
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == load_image(PHOTO).size
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 truncated")
@@ -135,13 +155,15 @@ def test_cli(saved, tmp_path):
     assert not failed.exists() and not list(tmp_path.glob(".failed*"))
 
 
-@pytest.mark.skipif(not (BUNDLED / "model.safetensors").is_file(), reason="the bundled checkpoint is not trained yet")
 def test_bundled_checkpoint_uses_the_style():
     with safe_open(BUNDLED / "model.safetensors", "pt") as f:
         assert f.get_tensor("unet.head.weight").dtype == torch.float16
     assert (BUNDLED / "model.safetensors").stat().st_size < 10e6
     model = StyleColorizer.from_pretrained()  # the bundled checkpoint, offline
-    outs = [to_tensor(model.colorize(PHOTO, style, working_size=256)) for style in (PAINTING, EXAMPLES / "desert_crater.jpg")]
+    outs = [
+        to_tensor(model.colorize(PHOTO, style, working_size=256))
+        for style in (PAINTING, EXAMPLES / "desert_crater.jpg")
+    ]
     assert model.colorize(PHOTO, PAINTING).size == load_image(PHOTO).size
     # Two very different styles give clearly different colours.
     assert delta_e_2000(rgb_to_lab(outs[0]), rgb_to_lab(outs[1])).mean() > 3

@@ -9,6 +9,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -24,8 +25,22 @@ EXAMPLES = ROOT / "examples"
 
 # Tiny and fast: 32 px crops of the example images (8 train, 6 held out by the fixed split).
 FAST = [
-    "--image-size", "64", "--crop-size", "32", "--style-size", "32", "--batch-size", "2",
-    "--working-size", "64", "--val-images", "1", "--lpips-weight", "0", "--log-every", "1",
+    "--image-size",
+    "64",
+    "--crop-size",
+    "32",
+    "--style-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--working-size",
+    "64",
+    "--val-images",
+    "1",
+    "--lpips-weight",
+    "0",
+    "--log-every",
+    "1",
 ]
 
 
@@ -111,7 +126,7 @@ def test_lpips_backbone_needs_vgg(tmp_path):
 class _StandInHub(BaseHTTPRequestHandler):
     """The part of the Hub's HTTP API that ``create_repo`` and ``upload_folder`` use; records what arrives."""
 
-    log: list[dict] = []
+    log: ClassVar[list[dict]] = []
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -160,9 +175,25 @@ def test_push_to_hub_uploads_the_best_checkpoint(data_dir, tmp_path, hub_server)
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_ENDPOINT=endpoint, HF_TOKEN="hf_standin_token", HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "training.train", "--data", str(data_dir), *FAST, "--steps", "2",
-           "--val-every", "2", "--checkpoint-every", "2", "--output-dir", str(out), "--push-to-hub", "someone/style-test"]
-    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--data",
+        str(data_dir),
+        *FAST,
+        "--steps",
+        "2",
+        "--val-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--output-dir",
+        str(out),
+        "--push-to-hub",
+        "someone/style-test",
+    ]
+    run = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
 
     paths = [e["path"] for e in log]
@@ -170,7 +201,11 @@ def test_push_to_hub_uploads_the_best_checkpoint(data_dir, tmp_path, hub_server)
     assert any(p.startswith("/api/models/someone/style-test/commit/main") for p in paths)
     assert all(e["auth"] == "Bearer hf_standin_token" for e in log)
     commit = next(e for e in log if "/commit/" in e["path"])
-    files = {line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in commit["lines"] if line["key"] == "file"}
+    files = {
+        line["value"]["path"]: base64.b64decode(line["value"]["content"])
+        for line in commit["lines"]
+        if line["key"] == "file"
+    }
     best = out / "best"
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     assert all(files[name] == (best / name).read_bytes() for name in files)

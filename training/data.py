@@ -126,5 +126,7 @@ def _random_crop(img: Tensor, size: int, gen: torch.Generator, *, min_fraction: 
     crop = img[:, top : top + ch, left : left + cw]
     if _uniform(gen, 0, 1) < 0.5:
         crop = crop.flip(-1)
-    crop = F.interpolate(crop[None], size=(size, size), mode="bilinear", antialias=max(ch, cw) > size, align_corners=False)
+    crop = F.interpolate(
+        crop[None], size=(size, size), mode="bilinear", antialias=max(ch, cw) > size, align_corners=False
+    )
     return crop[0].clamp(0, 1)

@@ -16,13 +16,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 from colorizer.hub import resolve_weights
-from colorizer.torchvision_compat import torchvision  # noqa: F401  (must precede lpips)
-
-import lpips  # noqa: E402
+from colorizer.torchvision_compat import torchvision  # noqa: F401  (lpips imports torchvision: this first)
 
 
 def build_lpips(net: str = "vgg", backbone: str | None = None) -> nn.Module:
     """A frozen LPIPS module in eval mode; call it as ``module(pred, target, normalize=True)`` on [0, 1] images."""
+    import lpips  # here, not at the top: import sorting must not move it above torchvision_compat
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torchvision's notes on the deprecated `pretrained` flag
         if backbone is None:
@@ -37,7 +37,12 @@ def build_lpips(net: str = "vgg", backbone: str | None = None) -> nn.Module:
 
 def _load_vgg16(trunk: nn.Module, spec: str) -> None:
     state = load_file(resolve_weights(spec, hint="--lpips-backbone takes a VGG16 'features.N' safetensors file."))
-    convs = [(name, m) for s in range(1, 6) for name, m in getattr(trunk, f"slice{s}").named_children() if isinstance(m, nn.Conv2d)]
+    convs = [
+        (name, m)
+        for s in range(1, 6)
+        for name, m in getattr(trunk, f"slice{s}").named_children()
+        if isinstance(m, nn.Conv2d)
+    ]
     missing = [name for name, _ in convs if f"features.{name}.weight" not in state]
     if missing:
         raise ValueError(f"{spec} is not VGG16 'features.N' weights (no features.{missing[0]}.weight)")

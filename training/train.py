@@ -36,20 +36,26 @@ log = logging.getLogger("training")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="image folder, or a Hub dataset repo id (owner/name) of image files")
     g.add_argument("--image-size", type=int, default=384, help="photos are held in memory at this long side")
     g.add_argument("--crop-size", type=int, default=128, help="training crop side (a multiple of 16)")
     g.add_argument("--style-size", type=int, default=128, help="side of the style crop")
-    g.add_argument("--recolor-prob", type=float, default=1.0, help="share of samples whose chroma is rotated and scaled")
+    g.add_argument(
+        "--recolor-prob", type=float, default=1.0, help="share of samples whose chroma is rotated and scaled"
+    )
     g.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     g = p.add_argument_group("model")
     g.add_argument("--style-dim", type=int, default=32)
     g.add_argument("--bottom-stages", type=int, default=3)
     g.add_argument("--dropout", type=float, default=0.1)
     g.add_argument("--working-size", type=int, default=512, help="long side the exported model colorizes at by default")
-    g.add_argument("--init-from", help="start from this checkpoint folder or Hub repo (fine-tuning) instead of random weights")
+    g.add_argument(
+        "--init-from", help="start from this checkpoint folder or Hub repo (fine-tuning) instead of random weights"
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=5000)
     g.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -69,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="VGG16 weights for LPIPS' trunk (safetensors file or Hub repo), used with lpips=False; "
         "default: the standard LPIPS, which downloads torchvision's backbone",
     )
-    g.add_argument("--lpips-size", type=int, default=64, help="LPIPS runs on the pair downscaled to this side (0: full crop)")
+    g.add_argument(
+        "--lpips-size", type=int, default=64, help="LPIPS runs on the pair downscaled to this side (0: full crop)"
+    )
     g = p.add_argument_group("validation, checkpoints, export")
     g.add_argument("--output-dir", type=Path, default=Path("artifacts/style-colorizer"))
     g.add_argument("--val-every", type=int, default=250)
@@ -77,8 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--checkpoint-every", type=int, default=250)
     g.add_argument("--keep-checkpoints", type=int, default=2)
     g.add_argument("--resume", help="checkpoint folder to resume from, or 'latest'")
-    g.add_argument("--export-dtype", choices=("float16", "float32"), default="float16", help="dtype of the exported parameters")
-    g.add_argument("--push-to-hub", metavar="REPO", help="upload the best checkpoint to this Hub repo (token: HF_TOKEN)")
+    g.add_argument(
+        "--export-dtype", choices=("float16", "float32"), default="float16", help="dtype of the exported parameters"
+    )
+    g.add_argument(
+        "--push-to-hub", metavar="REPO", help="upload the best checkpoint to this Hub repo (token: HF_TOKEN)"
+    )
     g.add_argument("--hub-private", action="store_true")
     g.add_argument("--log-every", type=int, default=25)
     args = p.parse_args(argv)
@@ -113,25 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     # The loader's own generator: starting an iterator must not draw from the global RNG (dropout's),
     # or a resumed run would diverge from an uninterrupted one.
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, num_workers=args.num_workers, drop_last=True,
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
 
-    config = dict(
-        style_dim=args.style_dim, bottom_stages=args.bottom_stages, dropout=args.dropout,
-        style_size=args.style_size, working_size=args.working_size,
-    )
+    options = {"dropout": args.dropout, "style_size": args.style_size, "working_size": args.working_size}
     if args.init_from:  # the checkpoint fixes the architecture; the other options are this run's
-        model = StyleColorizer.from_pretrained(
-            args.init_from, dropout=args.dropout, style_size=args.style_size, working_size=args.working_size
-        )
+        model = StyleColorizer.from_pretrained(args.init_from, **options)
     else:
-        model = StyleColorizer(**config)
+        model = StyleColorizer(style_dim=args.style_dim, bottom_stages=args.bottom_stages, **options)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     # accelerate steps a prepared scheduler once per process per optimizer step: count in those units.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(args, world))
-    perceptual = build_lpips(args.lpips_net, args.lpips_backbone).to(accelerator.device) if args.lpips_weight > 0 else None
+    perceptual = (
+        build_lpips(args.lpips_net, args.lpips_backbone).to(accelerator.device) if args.lpips_weight > 0 else None
+    )
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     state = {"step": 0, "best": math.inf, "best_step": None}
@@ -144,13 +156,20 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = _validation_cases(val_paths, args.val_images)
     run_info = {
-        "data": f"{args.data} ({len(photos)} training photos; the fixed validation split's {len(val_paths)} photos held out)",
+        "data": f"{args.data} ({len(photos)} training photos; the fixed validation split's "
+        f"{len(val_paths)} photos held out)",
         "processes": world,
         "device": str(accelerator.device),
     }
     log.info("training %s: %d params, %s", type(model).__name__, sum(p.numel() for p in model.parameters()), run_info)
 
-    bar = tqdm(total=args.steps, initial=state["step"], disable=not accelerator.is_local_main_process, mininterval=5, file=sys.stderr)
+    bar = tqdm(
+        total=args.steps,
+        initial=state["step"],
+        disable=not accelerator.is_local_main_process,
+        mininterval=5,
+        file=sys.stderr,
+    )
     tic, seen = time.perf_counter(), 0
     for batch in batches:
         loss, mse, lp = training_loss(model, perceptual, batch, args)
@@ -167,10 +186,25 @@ def main(argv: list[str] | None = None) -> int:
 
         if step % args.log_every == 0 or step == args.steps:
             rate = seen / (time.perf_counter() - tic)
-            msg = {"step": step, "loss": loss.item(), "mse": mse.item(), "lpips": lp.item(), "lr": scheduler.get_last_lr()[0], "img_per_s": rate}
+            msg = {
+                "step": step,
+                "loss": loss.item(),
+                "mse": mse.item(),
+                "lpips": lp.item(),
+                "lr": scheduler.get_last_lr()[0],
+                "img_per_s": rate,
+            }
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
             if accelerator.is_main_process:
-                log.info("step %d loss %.4f (mse %.4f, lpips %.4f) lr %.2e, %.2f img/s", step, msg["loss"], msg["mse"], msg["lpips"], msg["lr"], rate)
+                log.info(
+                    "step %d loss %.4f (mse %.4f, lpips %.4f) lr %.2e, %.2f img/s",
+                    step,
+                    msg["loss"],
+                    msg["mse"],
+                    msg["lpips"],
+                    msg["lr"],
+                    rate,
+                )
                 _append_jsonl(out / "metrics.jsonl", msg)
             tic, seen = time.perf_counter(), 0
 
@@ -228,14 +262,21 @@ def _validation_cases(paths: list[Path], limit: int) -> dict[str, list[Case]]:
     return {kind: [make_case(p, kind) for p in paths] for kind in ("colorize", "restyle")}
 
 
-def _validate_and_export(model: StyleColorizer, cases: dict[str, list[Case]], state: dict, args, run_info: dict, out: Path) -> None:
+def _validate_and_export(
+    model: StyleColorizer, cases: dict[str, list[Case]], state: dict, args, run_info: dict, out: Path
+) -> None:
     """Score the protocol's colorize and restyle cases, save a sample grid, export when best."""
     step = state["step"]
     outputs = {kind: [model.colorize(c.source, c.reference) for c in kind_cases] for kind, kind_cases in cases.items()}
-    metrics = {kind: sum(score(o, c.truth)[0] for o, c in zip(outputs[kind], cases[kind])) / len(cases[kind]) for kind in cases}
+    metrics = {
+        kind: sum(score(o, c.truth)[0] for o, c in zip(outputs[kind], cases[kind])) / len(cases[kind]) for kind in cases
+    }
     value = (metrics["colorize"] + metrics["restyle"]) / 2
     log.info("validation step %d: colorize dE00 %.2f, restyle dE00 %.2f", step, metrics["colorize"], metrics["restyle"])
-    _append_jsonl(out / "metrics.jsonl", {"step": step, "val_colorize_de00": metrics["colorize"], "val_restyle_de00": metrics["restyle"]})
+    _append_jsonl(
+        out / "metrics.jsonl",
+        {"step": step, "val_colorize_de00": metrics["colorize"], "val_restyle_de00": metrics["restyle"]},
+    )
     (out / "samples").mkdir(exist_ok=True)
     _sample_grid(cases, outputs, rows=4).save(out / "samples" / f"step_{step:07d}.jpg", quality=88)
     if value < state["best"]:
@@ -244,7 +285,9 @@ def _validate_and_export(model: StyleColorizer, cases: dict[str, list[Case]], st
         log.info("new best (mean dE00 %.2f): exported to %s", value, out / "best")
 
 
-def _sample_grid(cases: dict[str, list[Case]], outputs: dict[str, list[Image.Image]], rows: int, height: int = 128) -> Image.Image:
+def _sample_grid(
+    cases: dict[str, list[Case]], outputs: dict[str, list[Image.Image]], rows: int, height: int = 128
+) -> Image.Image:
     """One row per photo: gray input | colorized | truth | restyle style | restyled | restyle truth."""
     tiles = []
     for i in range(min(rows, len(cases["colorize"]))):
@@ -270,31 +313,46 @@ def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int
         # Parameters only: BatchNorm statistics stay float32, the style features' variance can
         # exceed float16's range (65504).
         param.data = param.data.to(getattr(torch, args.export_dtype))
-    loss = f"{args.mse_weight} x MSE" + (" (LPIPS off)" if args.lpips_weight <= 0 else (
-        f" + {args.lpips_weight} x LPIPS({args.lpips_net}, "
-        + (f"trunk weights {Path(args.lpips_backbone).name}, lpips=False" if args.lpips_backbone else "standard weights")
-        + f", on {args.lpips_size} px)"
-    ))
-    training = "\n".join([
-        f"- Data: {run_info['data']}.",
-        f"- Samples: random square crops ({args.crop_size} px from photos held at {args.image_size} px long side), "
-        f"random flips; with probability {args.recolor_prob} the target's Lab chroma is rotated by a uniform random angle "
-        "and scaled by 0.7-1.3, "
-        "and the style image is another crop (70-100% of each side) of the same recoloured photo.",
-        f"- Loss: {loss}.",
-        f"- Optimiser: AdamW, lr {args.lr} ({args.lr_schedule}, {args.warmup_steps} warm-up steps), weight decay {args.weight_decay}, "
-        f"batch {args.batch_size} x {run_info['processes']} process(es), mixed precision {args.mixed_precision}, on {run_info['device']}.",
-        f"- Steps: this checkpoint is step {step} of a {args.steps}-step run" + (f" fine-tuned from {args.init_from}" if args.init_from else "") + ".",
-        f"- Parameters stored as {args.export_dtype}, BatchNorm statistics as float32.",
-    ])
-    table = "\n".join([
-        f"Protocol of `benchmarks/protocol.py` on {n_val} validation photos (mean CIEDE2000 against the truth, lower is better):",
-        "",
-        "| case | mean dE00 |",
-        "| --- | --- |",
-        f"| colorize | {metrics['colorize']:.2f} |",
-        f"| restyle | {metrics['restyle']:.2f} |",
-    ])
+    if args.lpips_weight <= 0:
+        loss = f"{args.mse_weight} x MSE (LPIPS off)"
+    else:
+        trunk = f"trunk weights {Path(args.lpips_backbone).name}, lpips=False" if args.lpips_backbone else "standard"
+        loss = (
+            f"{args.mse_weight} x MSE + {args.lpips_weight} x LPIPS({args.lpips_net}, {trunk}, on {args.lpips_size} px)"
+        )
+    origin = f" fine-tuned from {args.init_from}" if args.init_from else ""
+    training = "\n".join(
+        [
+            f"- Data: {run_info['data']}.",
+            (
+                f"- Samples: random square crops ({args.crop_size} px from photos held at {args.image_size} px long "
+                f"side), random flips; with probability {args.recolor_prob} the target's Lab chroma is rotated by a "
+                "uniform random angle and scaled by 0.7-1.3, and the style image is another crop (70-100% of each "
+                "side) of the same recoloured photo."
+            ),
+            f"- Loss: {loss}.",
+            (
+                f"- Optimiser: AdamW, lr {args.lr} ({args.lr_schedule}, {args.warmup_steps} warm-up steps), weight "
+                f"decay {args.weight_decay}, batch {args.batch_size} x {run_info['processes']} process(es), mixed "
+                f"precision {args.mixed_precision}, on {run_info['device']}."
+            ),
+            f"- Steps: this checkpoint is step {step} of a {args.steps}-step run{origin}.",
+            f"- Parameters stored as {args.export_dtype}, BatchNorm statistics as float32.",
+        ]
+    )
+    table = "\n".join(
+        [
+            (
+                f"Protocol of `benchmarks/protocol.py` on {n_val} validation photos "
+                "(mean CIEDE2000 against the truth, lower is better):"
+            ),
+            "",
+            "| case | mean dE00 |",
+            "| --- | --- |",
+            f"| colorize | {metrics['colorize']:.2f} |",
+            f"| restyle | {metrics['restyle']:.2f} |",
+        ]
+    )
     card = {"training": training, "metrics": table}
     if args.push_to_hub:
         card["repo_id"] = args.push_to_hub
