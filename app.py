@@ -113,7 +113,8 @@ def build_demo(models: Models) -> gr.Blocks:
     def transfer(
         source: FileData, reference: FileData, working_size: float, coarsest_level: float, completeness: float,
         smoothness_local: float, smoothness_nonlocal: float, strength: float,
-        reference_2: FileData = None, reference_3: FileData = None, progress: gr.Progress = gr.Progress(),
+        reference_2: FileData = None, reference_3: FileData = None, transfer_lightness: bool = False,
+        progress: gr.Progress = gr.Progress(),
     ) -> tuple[Image.Image, dict]:
         """Recolour a photo with the colours of one to three reference photos (Neural Color Transfer).
 
@@ -128,6 +129,7 @@ def build_demo(models: Models) -> gr.Blocks:
             strength: 0 keeps the source, 1 is the full transfer.
             reference_2: optional second reference.
             reference_3: optional third reference.
+            transfer_lightness: also transfer lightness (the paper's full Lab model); default chroma only.
         Returns:
             The recoloured image as PNG, at the source's size.
         """
@@ -144,6 +146,7 @@ def build_demo(models: Models) -> gr.Blocks:
             working_size=size, levels=levels, completeness=_number(completeness, "completeness"),
             lambda_local=_number(smoothness_local, "smoothness_local"),
             lambda_nonlocal=_number(smoothness_nonlocal, "smoothness_nonlocal"), strength=_number(strength, "strength"),
+            keep_lightness=not transfer_lightness,
         )
         progress((0, len(levels)), desc="Extracting features", unit="levels")
         with readable_errors():
@@ -221,6 +224,7 @@ def build_demo(models: Models) -> gr.Blocks:
                             gr.Slider(0, 10, 2.0, step=0.1, label="Non-local smoothness weight"),
                             gr.Slider(0, 1, 1.0, step=0.05, label="Strength"),
                         ]
+                        transfer_lightness = gr.Checkbox(False, label="Transfer lightness too (the paper's full Lab model)")
                     run_nct = gr.Button("Transfer colours", variant="primary", interactive=models.nct is not None)
                 with gr.Column():
                     nct_result = result_image(elem_id="nct-result")
@@ -252,7 +256,7 @@ def build_demo(models: Models) -> gr.Blocks:
         # Levels and timing for the UI, at working size; forgotten after 10 minutes, as API callers never read them.
         details = gr.State(time_to_live=600)
         run_nct.click(
-            transfer, [source, reference, *nct_settings, reference_2, reference_3], [nct_result, details],
+            transfer, [source, reference, *nct_settings, reference_2, reference_3, transfer_lightness], [nct_result, details],
             api_name="transfer", preprocess=False,
         ).success(show_transfer, [source, nct_result, details], [nct_slider, nct_levels, nct_timing],
                   preprocess=False, api_visibility="private")

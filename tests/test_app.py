@@ -77,6 +77,18 @@ def test_transfer_several_references_and_options(client):
     assert Image.open(out).size == Image.open(source).size
 
 
+def test_transfer_lightness_option(client):
+    source, reference = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
+
+    def lightness(path) -> np.ndarray:
+        return rgb_to_lab(to_tensor(load_image(path)))[0].numpy()
+
+    runs = {flag: client.predict(source=handle_file(source), reference=handle_file(reference), working_size=192,
+                                 transfer_lightness=flag, api_name="/transfer") for flag in (False, True)}
+    assert np.abs(lightness(runs[False]) - lightness(source)).mean() < 1.5  # chroma only by default
+    assert np.abs(lightness(runs[True]) - lightness(source)).mean() > 3
+
+
 def test_colorize_endpoint(client, tmp_path):
     gray = tmp_path / "gray.png"
     load_image(EXAMPLES / "coast_day.jpg").convert("L").save(gray)
