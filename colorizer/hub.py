@@ -12,6 +12,21 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 
+def is_repo_id(spec: str | os.PathLike) -> bool:
+    """Whether ``spec`` names a Hub repository (``owner/name``) rather than a local path.
+
+    Paths win: anything that exists here, starts like a path (``.``, ``/``, ``~``), has another
+    number of slashes, or ends in a weight-file suffix is a path.
+    """
+    text = os.fspath(spec)
+    return not (
+        Path(text).expanduser().exists()
+        or text.startswith((".", "/", "~"))
+        or text.partition("@")[0].count("/") != 1
+        or Path(text).suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+    )
+
+
 class WeightsNotFoundError(RuntimeError):
     """Weights could not be had; the message says how to point at local ones."""
 
@@ -32,8 +47,7 @@ def resolve_weights(spec: str | os.PathLike, *, filename: str = "model.safetenso
         if path.suffix != ".safetensors":
             raise WeightsNotFoundError(f"{path} is not a .safetensors file; only safetensors weights are loaded. {hint}")
         return path
-    looks_like_file = path.suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
-    if looks_like_file or text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if not is_repo_id(text):
         raise WeightsNotFoundError(f"no weights file at {text!r}. {hint}")
 
     repo_id, _, revision = text.partition("@")

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .adain_unet import AdaINUNet, StyleEncoder
 from .color import lab_to_rgb, luminance, rgb_to_lab
-from .hub import WeightsNotFoundError
+from .hub import WeightsNotFoundError, is_repo_id
 from .images import ImageInput, load_image, to_tensor
 
 MODEL_ENV = "COLORIZER_STYLE_MODEL"
@@ -102,9 +102,7 @@ class StyleColorizer(
         Only ``model.safetensors`` is read. Returns the model in eval mode on ``device`` (default CPU).
         """
         spec = os.fspath(pretrained_model_name_or_path or os.environ.get(MODEL_ENV) or BUNDLED)
-        if not Path(spec).is_dir() and (
-            Path(spec).exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1
-        ):
+        if not Path(spec).is_dir() and not is_repo_id(spec):
             raise WeightsNotFoundError(f"no StyleColorizer checkpoint folder at {spec!r}. {_HINT}")
         try:
             return super().from_pretrained(spec, map_location=device or "cpu", **kwargs)

@@ -78,3 +78,11 @@ def test_hub_cache_is_used_offline(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "vgg19"
     assert resolve_weights(snapshot) == snapshot / "model.safetensors"
+
+
+def test_repo_ids_and_paths_are_told_apart(tmp_path):
+    from colorizer.hub import is_repo_id
+
+    assert is_repo_id("timm/vgg19.tv_in1k") and is_repo_id("owner/name@refs/pr/1")
+    for path in ("./w/x", "/abs/x", "~/x", "weights", "a/b/c", "dir/w.safetensors", "dir/w.pth", str(tmp_path)):
+        assert not is_repo_id(path), path

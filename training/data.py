@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from colorizer.color import lab_to_rgb, luminance, rgb_to_lab, rotate_chroma
+from colorizer.hub import is_repo_id
 from colorizer.images import ImageError, load_image, to_tensor
 
 IMAGE_PATTERNS = ["*.jpg", "*.jpeg", "*.png", "*.JPG", "*.JPEG", "*.PNG"]
@@ -28,7 +29,7 @@ def resolve_data(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+    if not is_repo_id(spec):
         raise FileNotFoundError(f"no image folder at {spec!r} (nor is it a Hub dataset id 'owner/name')")
     return Path(snapshot_download(spec, repo_type="dataset", allow_patterns=IMAGE_PATTERNS))
 
