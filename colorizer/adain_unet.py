@@ -76,12 +76,12 @@ class AdaINUNet(nn.Module):
     The encoder's stages (two conv units each, max-pool between) end in AdaIN; ``bottom_stages``
     more 128-channel stages run at 1/16. Each decoder step is a 4x4 stride-2 transposed conv,
     AdaIN, concatenation with the skip, a 1x1 fusion conv and three conv units. The final 1x1
-    conv, whose bias is a linear function of the style, predicts the offset of RGB from the gray
-    input (zero at start), so training begins at the gray image instead of at noise and spends
-    its steps on colour.
+    conv predicts the offset of RGB from the gray input (zero at start), so training begins at the
+    gray image instead of at noise and spends its steps on colour. A style tone curve adds an
+    offset that depends only on the style and the pixel's gray level.
     """
 
-    def __init__(self, style_dim: int = 32, bottom_stages: int = 3, dropout: float = 0.1):
+    def __init__(self, style_dim: int = 32, bottom_stages: int = 3, dropout: float = 0.1, tone_knots: int = 8):
         super().__init__()
         self.encoder = nn.ModuleList()
         self.encoder_adain = nn.ModuleList()
@@ -102,12 +102,23 @@ class AdaINUNet(nn.Module):
             self.decoder.append(conv_units(width, width, 3, dropout))
             channels = width
         self.head = nn.Conv2d(channels, 3, 1)
-        # The head's bias, made a function of the style: a direct path for the style's overall
-        # tint, which the deep path learned only slowly (it trailed even a per-image constant tint).
-        self.style_bias = nn.Linear(style_dim, 3)
-        for layer in (self.head, self.style_bias):
+        # A direct path from the style to the colour of each tone: RGB offsets at ``tone_knots``
+        # gray levels, interpolated at every pixel's gray value (one knot: a plain style tint).
+        # Through the deep path alone the network trailed a per-image constant tint, while
+        # "which colour goes with which lightness" in the style already explains much of a photo.
+        self.tone_knots = tone_knots
+        self.style_tone = nn.Linear(style_dim, 3 * tone_knots)
+        for layer in (self.head, self.style_tone):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+    def tone_curve(self, gray: Tensor, style: Tensor) -> Tensor:
+        """The style's RGB offset for each pixel's gray level: [B, 3, H, W]."""
+        knots = self.style_tone(style).view(-1, 3, self.tone_knots)  # [B, 3, K]
+        levels = torch.linspace(0, 1, self.tone_knots, device=gray.device, dtype=gray.dtype)
+        # Linear interpolation between knots, as "hat" weights [B, K, H, W] that sum to 1.
+        hats = (1 - (gray.clamp(0, 1) - levels[:, None, None]).abs() * (self.tone_knots - 1)).clamp(min=0)
+        return torch.einsum("bck,bkhw->bchw", knots, hats)
 
     def forward(self, gray: Tensor, style: Tensor) -> Tensor:
         """gray [B, 1, H, W], style vector [B, style_dim] -> RGB [B, 3, H, W] (not clamped)."""
@@ -123,4 +134,4 @@ class AdaINUNet(nn.Module):
         for up, adain, fuse, stage, skip in zip(self.up, self.up_adain, self.fuse, self.decoder, reversed(skips)):
             x = adain(up(x), style)
             x = stage(fuse(torch.cat([x, skip], dim=1)))
-        return gray + self.head(x) + self.style_bias(style)[:, :, None, None]
+        return gray + self.head(x) + self.tone_curve(gray, style)

@@ -73,6 +73,7 @@ class StyleColorizer(
         dropout: dropout after every conv unit (training only).
         style_size: short side the style image is resized to before encoding.
         working_size: default long side the UNet runs at in :meth:`colorize`.
+        tone_knots: gray levels of the style tone curve (see :class:`AdaINUNet`).
     """
 
     def __init__(
@@ -82,12 +83,13 @@ class StyleColorizer(
         dropout: float = 0.1,
         style_size: int = 128,
         working_size: int = 512,
+        tone_knots: int = 8,
     ):
         super().__init__()
         self.style_size = style_size
         self.working_size = working_size
         self.style_encoder = StyleEncoder(style_dim)
-        self.unet = AdaINUNet(style_dim, bottom_stages, dropout)
+        self.unet = AdaINUNet(style_dim, bottom_stages, dropout, tone_knots)
 
     def forward(self, gray: Tensor, style: Tensor) -> Tensor:
         """gray [B, 1, H, W] (H, W multiples of 16), style RGB [B, 3, h, w] -> RGB [B, 3, H, W]."""

@@ -49,6 +49,21 @@ def test_shapes_and_parameter_count():
     assert torch.equal(model(gray, torch.rand(2, 3, 32, 32)), gray.expand(2, 3, 32, 32))  # starts at the gray image
 
 
+def test_tone_curve_interpolates_its_knots():
+    torch.manual_seed(0)
+    unet = StyleColorizer(tone_knots=3).unet  # knots at gray 0, 0.5, 1
+    tint = StyleColorizer(tone_knots=1).unet  # one knot: the same offset at every gray level
+    for layer in (unet.style_tone, tint.style_tone):  # zero at initialization; make the knots differ
+        torch.nn.init.normal_(layer.weight)
+    style = torch.randn(1, 32)
+    knots = unet.style_tone(style).view(1, 3, 3)
+    gray = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4)
+    curve = unet.tone_curve(gray, style)[0, :, 0]  # [3 channels, 4 pixels]
+    expected = torch.stack([knots[0, :, 0], knots[0, :, :2].mean(-1), knots[0, :, 1], knots[0, :, 2]], dim=1)
+    assert torch.allclose(curve, expected, atol=1e-6)
+    assert torch.allclose(tint.tone_curve(gray, style), tint.style_tone(style)[:, :, None, None].expand(1, 3, 1, 4))
+
+
 def test_eval_mode_is_deterministic(random_model):
     model = StyleColorizer(working_size=128)
     model.load_state_dict(random_model.state_dict())

@@ -1,6 +1,7 @@
 """The training program: data, a few steps with checkpoint/resume/export, LPIPS weights, the Hub upload."""
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from safetensors import safe_open
 from colorizer.color import luminance, rgb_to_lab
 from colorizer.style_colorizer import StyleColorizer
 from training.data import RecolorCrops, load_photos, resolve_data
-from training.train import main
+from training.train import main, recalibrate_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -101,6 +102,52 @@ def test_train_checkpoint_resume_export(data_dir, tmp_path):
     assert (straight / "samples" / "step_0000004.jpg").is_file()
     assert "validation step 4" in (straight / "train.log").read_text()
 
+    # --steps 0: score and export a checkpoint without training it.
+    again = tmp_path / "again"
+    assert main([*common, "--init-from", str(best), "--steps", "0", "--output-dir", str(again)]) == 0
+    assert "validation step 0" in (again / "train.log").read_text()
+    assert (again / "best" / "model.safetensors").is_file() and not (again / "checkpoints").exists()
+
+
+def test_batchnorm_recalibration_is_an_exact_average(data_dir):
+    photos = load_photos(sorted(data_dir.glob("*.jpg"))[:4], 64)
+    batches = list(torch.utils.data.DataLoader(RecolorCrops(photos, 12, crop=32, style_size=32), batch_size=4))
+    torch.manual_seed(0)
+    model = StyleColorizer().train()
+    recalibrate_batchnorm(model, batches)
+    assert model.training and model.style_encoder.norm.momentum == 0.1  # left as training needs it
+    with torch.no_grad():
+        features = torch.cat([model.style_encoder.net(b["style"] * 2 - 1).mean(dim=(2, 3)) for b in batches])
+    assert torch.allclose(model.style_encoder.norm.running_mean, features.mean(0), atol=1e-5)
+    deep = model.unet.decoder[-1][2]  # the last BatchNorm: dropout, if left on, would change its statistics
+    first = deep.running_var.clone()
+    recalibrate_batchnorm(model, batches)
+    assert torch.equal(deep.running_var, first)
+
+
+def test_two_process_run(data_dir, tmp_path):
+    """Data-parallel training in two processes (gloo on the CPU), as accelerate runs it on several GPUs."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "training.train", "--data", str(data_dir), *FAST, "--steps", "2", "--val-every", "2"]
+    cmd += ["--checkpoint-every", "2", "--output-dir", str(out)]
+    run = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "'processes': 2" in (out / "train.log").read_text()
+    ckpt = out / "checkpoints" / "step_0000002"
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    model = StyleColorizer.from_pretrained(out / "best")
+    assert model.colorize(EXAMPLES / "coast_day.jpg", EXAMPLES / "night_cafe.jpg").size == (512, 256)
+
+
+def test_process_count_mismatch_is_refused(data_dir, tmp_path, monkeypatch):
+    # What `accelerate launch --multi_gpu` does on a machine without GPUs: N processes, each alone.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit, match="ACCELERATE_USE_CPU=1 torchrun"):
+        main(["--data", str(data_dir), *FAST, "--steps", "1", "--output-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
 
 def test_lpips_with_shared_vgg16(vgg_path):
     from safetensors.torch import load_file
@@ -124,9 +171,50 @@ def test_lpips_backbone_needs_vgg(tmp_path):
 
 
 class _StandInHub(BaseHTTPRequestHandler):
-    """The part of the Hub's HTTP API that ``create_repo`` and ``upload_folder`` use; records what arrives."""
+    """The part of the Hub's HTTP API that uploads and dataset downloads use; records what arrives.
 
+    Uploads: ``create_repo`` and ``upload_folder``. Downloads: ``snapshot_download`` of the dataset
+    ``DATASET`` (repo info, file tree, then HEAD and GET of each file at one commit).
+    """
+
+    DATASET = "someone/photos"
+    COMMIT = "b" * 40
     log: ClassVar[list[dict]] = []
+    dataset_files: ClassVar[dict[str, bytes]] = {}
+
+    def _reply(self, code: int, body: bytes, headers: dict[str, str], send_body: bool = True):
+        self.send_response(code)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def _serve_dataset(self, send_body: bool):
+        self.log.append({"method": self.command, "path": self.path})
+        path = self.path.split("?")[0]
+        api, files = f"/api/datasets/{self.DATASET}", self.dataset_files
+        if path.startswith(f"{api}/revision/"):
+            info = {"id": self.DATASET, "sha": self.COMMIT, "siblings": [{"rfilename": n} for n in files]}
+            return self._reply(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, send_body)
+        if path.startswith(f"{api}/tree/"):
+            tree = [
+                {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                for name, data in files.items()
+            ]
+            return self._reply(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, send_body)
+        name = path.removeprefix(f"/datasets/{self.DATASET}/resolve/{self.COMMIT}/")
+        if name in files:
+            etag = f'"{hashlib.sha1(files[name]).hexdigest()}"'
+            return self._reply(200, files[name], {"X-Repo-Commit": self.COMMIT, "ETag": etag}, send_body)
+        self._reply(404, b"{}", {"Content-Type": "application/json"}, send_body)
+
+    def do_GET(self):
+        self._serve_dataset(send_body=True)
+
+    def do_HEAD(self):
+        self._serve_dataset(send_body=False)
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -148,20 +236,17 @@ class _StandInHub(BaseHTTPRequestHandler):
             self.log.append(entry)
             return
         self.log.append(entry)
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._reply(200, json.dumps(reply).encode(), {"Content-Type": "application/json"})
 
     def log_message(self, *args):  # keep pytest's output clean
         pass
 
 
 @pytest.fixture
-def hub_server():
+def hub_server(data_dir):
     _StandInHub.log = []
+    _StandInHub.dataset_files = {p.name: p.read_bytes() for p in sorted(data_dir.iterdir())}
+    _StandInHub.dataset_files["README.md"] = b"# photos"  # not an image: never downloaded
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -210,3 +295,22 @@ def test_push_to_hub_uploads_the_best_checkpoint(data_dir, tmp_path, hub_server)
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     assert all(files[name] == (best / name).read_bytes() for name in files)
     assert b"someone/style-test" in files["README.md"]  # the card's usage names the repo
+
+
+def test_hub_dataset_is_downloaded_and_trained_on(data_dir, tmp_path, hub_server):
+    endpoint, log = hub_server
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "training.train", "--data", _StandInHub.DATASET, *FAST, "--steps", "1"]
+    cmd += ["--val-every", "1", "--checkpoint-every", "1", "--output-dir", str(out)]
+    run = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    images = sorted(n for n in _StandInHub.dataset_files if n.endswith(".jpg"))
+    fetched = sorted(e["path"].rsplit("/", 1)[1] for e in log if e["method"] == "GET" and "/resolve/" in e["path"])
+    assert fetched == images  # every image once, the README not at all
+    assert f"{_StandInHub.DATASET} (8 training photos; the fixed validation split's 6 photos held out)" in (
+        out / "train.log"
+    ).read_text()
+    assert (out / "best" / "model.safetensors").is_file()

@@ -14,6 +14,7 @@ import copy
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -52,12 +53,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--style-dim", type=int, default=32)
     g.add_argument("--bottom-stages", type=int, default=3)
     g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--tone-knots", type=int, default=8, help="gray levels of the style tone curve")
     g.add_argument("--working-size", type=int, default=512, help="long side the exported model colorizes at by default")
     g.add_argument(
         "--init-from", help="start from this checkpoint folder or Hub repo (fine-tuning) instead of random weights"
     )
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=5000)
+    g.add_argument(
+        "--steps", type=int, default=5000, help="0: only validate and export the --init-from checkpoint"
+    )
     g.add_argument("--batch-size", type=int, default=8, help="per process")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine")
@@ -82,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--output-dir", type=Path, default=Path("artifacts/style-colorizer"))
     g.add_argument("--val-every", type=int, default=250)
     g.add_argument("--val-images", type=int, default=16, help="validation photos scored (0: all of the split)")
+    g.add_argument(
+        "--bn-batches",
+        type=int,
+        default=100,
+        help="training batches that BatchNorm statistics are recomputed on before each validation and export",
+    )
     g.add_argument("--checkpoint-every", type=int, default=250)
     g.add_argument("--keep-checkpoints", type=int, default=2)
     g.add_argument("--resume", help="checkpoint folder to resume from, or 'latest'")
@@ -96,12 +106,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.crop_size % 16:
         p.error("--crop-size must be a multiple of 16")
+    if args.steps < 0 or (args.steps == 0 and not args.init_from):
+        p.error("--steps must be positive (0 only with --init-from: validate and export that checkpoint)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        # Without this check each process would train alone, all writing to the same output folder.
+        raise SystemExit(
+            f"launched as {launched} processes, but accelerate runs {accelerator.num_processes}: "
+            "without GPUs, run `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N -m training.train ...`"
+        )
     out: Path = args.output_dir
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -131,12 +150,26 @@ def main(argv: list[str] | None = None) -> int:
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
+    # Other samples than training's (another seed), the same at every validation.
+    calibration = torch.utils.data.DataLoader(
+        RecolorCrops(
+            photos,
+            args.bn_batches * args.batch_size,
+            crop=args.crop_size,
+            style_size=args.style_size,
+            recolor_prob=args.recolor_prob,
+            seed=args.seed + 1,
+        ),
+        batch_size=args.batch_size,
+    )
 
     options = {"dropout": args.dropout, "style_size": args.style_size, "working_size": args.working_size}
     if args.init_from:  # the checkpoint fixes the architecture; the other options are this run's
         model = StyleColorizer.from_pretrained(args.init_from, **options)
     else:
-        model = StyleColorizer(style_dim=args.style_dim, bottom_stages=args.bottom_stages, **options)
+        model = StyleColorizer(
+            style_dim=args.style_dim, bottom_stages=args.bottom_stages, tone_knots=args.tone_knots, **options
+        )
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     # accelerate steps a prepared scheduler once per process per optimizer step: count in those units.
@@ -161,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "processes": world,
         "device": str(accelerator.device),
     }
-    log.info("training %s: %d params, %s", type(model).__name__, sum(p.numel() for p in model.parameters()), run_info)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("training %s: %d params, %s", type(accelerator.unwrap_model(model)).__name__, n_params, run_info)
 
     bar = tqdm(
         total=args.steps,
@@ -171,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     tic, seen = time.perf_counter(), 0
+    if args.steps == 0 and accelerator.is_main_process:  # nothing to train: score and export --init-from as it is
+        _validate_and_export(accelerator.unwrap_model(model), calibration, cases, state, args, run_info, out)
     for batch in batches:
         loss, mse, lp = training_loss(model, perceptual, batch, args)
         accelerator.backward(loss)
@@ -210,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if step % args.val_every == 0 or step == args.steps:
             if accelerator.is_main_process:
-                _validate_and_export(accelerator.unwrap_model(model), cases, state, args, run_info, out)
+                _validate_and_export(accelerator.unwrap_model(model), calibration, cases, state, args, run_info, out)
             accelerator.wait_for_everyone()
             model.train()
         if step % args.checkpoint_every == 0 or step == args.steps:
@@ -238,6 +274,28 @@ def training_loss(model, perceptual, batch: dict[str, torch.Tensor], args: argpa
     return args.mse_weight * mse + args.lpips_weight * lp, mse, lp
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, batches) -> None:
+    """Set every BatchNorm's running statistics to the exact average over ``batches``, dropout off.
+
+    The running averages kept during training follow the last few dozen batches of a moving
+    network, and the validation scores swung with them; validation and export use these instead.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    was_training = model.training
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average
+        norm.train()
+    device = next(model.parameters()).device
+    for batch in batches:
+        model(batch["gray"].to(device), batch["style"].to(device))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.train(was_training)
+
+
 def _schedule(args: argparse.Namespace, world: int):
     warmup, total = args.warmup_steps * world, max(1, args.steps * world)
 
@@ -263,10 +321,12 @@ def _validation_cases(paths: list[Path], limit: int) -> dict[str, list[Case]]:
 
 
 def _validate_and_export(
-    model: StyleColorizer, cases: dict[str, list[Case]], state: dict, args, run_info: dict, out: Path
+    model: StyleColorizer, calibration, cases: dict[str, list[Case]], state: dict, args, run_info: dict, out: Path
 ) -> None:
-    """Score the protocol's colorize and restyle cases, save a sample grid, export when best."""
+    """Recompute BatchNorm statistics, score the protocol's colorize and restyle cases, save a sample grid,
+    export when best."""
     step = state["step"]
+    recalibrate_batchnorm(model, calibration)
     outputs = {kind: [model.colorize(c.source, c.reference) for c in kind_cases] for kind, kind_cases in cases.items()}
     metrics = {
         kind: sum(score(o, c.truth)[0] for o, c in zip(outputs[kind], cases[kind])) / len(cases[kind]) for kind in cases
@@ -337,6 +397,7 @@ def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int
                 f"precision {args.mixed_precision}, on {run_info['device']}."
             ),
             f"- Steps: this checkpoint is step {step} of a {args.steps}-step run{origin}.",
+            f"- BatchNorm statistics recomputed over {args.bn_batches} batches of training samples (dropout off).",
             f"- Parameters stored as {args.export_dtype}, BatchNorm statistics as float32.",
         ]
     )
