@@ -3,8 +3,9 @@
 Cases colorize (source gray(X), style a mirrored crop of X) and restyle (source gray(X), style a
 mirrored crop of a chroma-rotated X, truth that rotated X) on the held-out photos, scored by mean
 CIEDE2000 and PSNR against the truth. For scale it also scores the gray input itself, a global
-Lab mean/std transfer, and the network fed one fixed, unrelated style for every photo (if the
-network ignored its style input, that row would score like the real one).
+Lab mean/std transfer, a lightness-conditioned chroma lookup (each pixel gets the mean chroma of
+the style's pixels of similar lightness), and the network fed one fixed, unrelated style for
+every photo (if the network ignored its style input, that row would score like the real one).
 Prints a markdown table.
 """
 
@@ -36,6 +37,21 @@ def mean_std_transfer(source: Image.Image, reference: Image.Image) -> Image.Imag
     return to_pil(lab_to_rgb((src - mu_s) * gain + mu_r))
 
 
+def lightness_lookup(source: Image.Image, reference: Image.Image, bins: int = 16, sigma: float = 6.0) -> Image.Image:
+    """Each source pixel gets the reference's mean chroma at its lightness (Gaussian bins in L): a baseline."""
+    src, ref = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(reference))
+    centers = torch.linspace(0, 100, bins)
+
+    def bin_weights(lightness: torch.Tensor) -> torch.Tensor:  # [bins, N], columns sum to 1
+        w = torch.exp(-((lightness.flatten()[None] - centers[:, None]) ** 2) / (2 * sigma**2))
+        return w / w.sum(0, keepdim=True).clamp(min=1e-12)
+
+    w_ref = bin_weights(ref[0])
+    chroma_per_bin = (w_ref @ ref[1:].flatten(1).T) / w_ref.sum(1, keepdim=True).clamp(min=1e-12)  # [bins, 2]
+    chroma = (chroma_per_bin.T @ bin_weights(src[0])).view(2, *src.shape[1:])
+    return to_pil(lab_to_rgb(torch.cat([src[:1], chroma])))
+
+
 def run(
     model: StyleColorizer, photos: list[Path], working_size: int | None, fixed_style: Path
 ) -> tuple[dict[str, dict[str, list]], list[float]]:
@@ -43,6 +59,7 @@ def run(
     methods = {
         "gray input (no colour)": lambda c: c.source,
         "global Lab mean/std transfer": lambda c: mean_std_transfer(c.source, c.reference),
+        "lightness-conditioned chroma lookup": lambda c: lightness_lookup(c.source, c.reference),
         "StyleColorizer": lambda c: model.colorize(c.source, c.reference, working_size=working_size),
         f"StyleColorizer, fixed unrelated style ({fixed_style.name})": lambda c: model.colorize(
             c.source, fixed_style, working_size=working_size

@@ -90,7 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bn-batches",
         type=int,
         default=100,
-        help="training batches that BatchNorm statistics are recomputed on before each validation and export",
+        help="training batches that BatchNorm statistics are recomputed on before each validation and export "
+        "(0: keep training's moving averages)",
     )
     g.add_argument("--checkpoint-every", type=int, default=250)
     g.add_argument("--keep-checkpoints", type=int, default=2)
@@ -278,8 +279,9 @@ def training_loss(model, perceptual, batch: dict[str, torch.Tensor], args: argpa
 def recalibrate_batchnorm(model: torch.nn.Module, batches) -> None:
     """Set every BatchNorm's running statistics to the exact average over ``batches``, dropout off.
 
-    The running averages kept during training follow the last few dozen batches of a moving
-    network, and the validation scores swung with them; validation and export use these instead.
+    The moving averages kept during training follow the last few dozen batches of a changing
+    network, and validation scores swung with them; with exact averages a score depends on the
+    weights alone.
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     was_training = model.training
@@ -326,7 +328,8 @@ def _validate_and_export(
     """Recompute BatchNorm statistics, score the protocol's colorize and restyle cases, save a sample grid,
     export when best."""
     step = state["step"]
-    recalibrate_batchnorm(model, calibration)
+    if args.bn_batches > 0:
+        recalibrate_batchnorm(model, calibration)
     outputs = {kind: [model.colorize(c.source, c.reference) for c in kind_cases] for kind, kind_cases in cases.items()}
     metrics = {
         kind: sum(score(o, c.truth)[0] for o, c in zip(outputs[kind], cases[kind])) / len(cases[kind]) for kind in cases
@@ -397,7 +400,11 @@ def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int
                 f"precision {args.mixed_precision}, on {run_info['device']}."
             ),
             f"- Steps: this checkpoint is step {step} of a {args.steps}-step run{origin}.",
-            f"- BatchNorm statistics recomputed over {args.bn_batches} batches of training samples (dropout off).",
+            (
+                f"- BatchNorm statistics recomputed over {args.bn_batches} batches of training samples (dropout off)."
+                if args.bn_batches > 0
+                else "- BatchNorm statistics: training's moving averages."
+            ),
             f"- Parameters stored as {args.export_dtype}, BatchNorm statistics as float32.",
         ]
     )
