@@ -8,14 +8,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import app
-from colorizer.images import load_image
+from colorizer.style_colorizer import StyleColorizer
 
 from .live_app import ROOT
-from .test_app import COLORIZE_FRACTION, moved_toward
+from .test_app import moved_toward
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python (requirements-dev.txt)")
 
@@ -92,7 +93,10 @@ def test_colorize_example(page):
 
     result = shown_image(page, "#colorize-result img")
     assert result.format == "PNG" and result.size == Image.open(content).size
-    assert moved_toward(result, load_image(content).convert("L"), style, COLORIZE_FRACTION)
+    # What the page shows is what the bundled model computes for the pair (up to float rounding
+    # between the server's threads and this process's).
+    expected = StyleColorizer.from_pretrained().colorize(content, style)
+    assert np.abs(np.asarray(result.convert("RGB"), float) - np.asarray(expected, float)).mean() < 1
 
 
 def test_bad_upload_shows_the_error_and_the_app_keeps_working(page, tmp_path):
