@@ -1,4 +1,5 @@
-"""Reference points for the quality benchmark: global Reinhard transfer and a naive VGG nearest neighbour."""
+"""Reference points for the quality benchmarks: Reinhard's global transfer, a lightness lookup, a VGG nearest
+neighbour."""
 
 from __future__ import annotations
 
@@ -13,13 +14,35 @@ from colorizer.vgg import VGGFeatures
 
 
 def reinhard(source: Image.Image, reference: Image.Image) -> Image.Image:
-    """Match the global Lab mean and standard deviation (Reinhard et al. 2001); a gray source keeps its lightness."""
+    """Match each Lab channel's global mean and standard deviation (Reinhard et al. 2001).
+
+    A gray source keeps its lightness and takes the reference's mean chroma: its own chroma is
+    float noise (std ~1e-5), which dividing by that std would blow up into random colour.
+    """
     src, ref = to_tensor(source), to_tensor(reference)
     s, r = rgb_to_lab(src).flatten(1), rgb_to_lab(ref).flatten(1)
-    out = (s - s.mean(1, keepdim=True)) / s.std(1, keepdim=True).clamp(min=1e-6) * r.std(1, keepdim=True) + r.mean(1, keepdim=True)
+    mu_s, sd_s = s.mean(1, keepdim=True), s.std(1, keepdim=True)
+    mu_r, sd_r = r.mean(1, keepdim=True), r.std(1, keepdim=True)
+    gain = torch.where(sd_s > 0.5, sd_r / sd_s.clamp(min=0.5), torch.zeros_like(sd_s))  # no spread: nothing to stretch
+    out = (s - mu_s) * gain + mu_r
     if is_gray(src):
         out[0] = s[0]
     return to_pil(lab_to_rgb(out.view(3, *src.shape[1:])))
+
+
+def lightness_lookup(source: Image.Image, reference: Image.Image, bins: int = 16, sigma: float = 6.0) -> Image.Image:
+    """Each source pixel gets the reference's mean chroma at its lightness (Gaussian bins in L); lightness kept."""
+    src, ref = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(reference))
+    centers = torch.linspace(0, 100, bins)
+
+    def bin_weights(lightness: torch.Tensor) -> torch.Tensor:  # [bins, N], columns sum to 1
+        w = torch.exp(-((lightness.flatten()[None] - centers[:, None]) ** 2) / (2 * sigma**2))
+        return w / w.sum(0, keepdim=True).clamp(min=1e-12)
+
+    w_ref = bin_weights(ref[0])
+    chroma_per_bin = (w_ref @ ref[1:].flatten(1).T) / w_ref.sum(1, keepdim=True).clamp(min=1e-12)  # [bins, 2]
+    chroma = (chroma_per_bin.T @ bin_weights(src[0])).view(2, *src.shape[1:])
+    return to_pil(lab_to_rgb(torch.cat([src[:1], chroma])))
 
 
 @torch.inference_mode()

@@ -17,39 +17,13 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
+from benchmarks.baselines import lightness_lookup, reinhard
 from benchmarks.protocol import EXAMPLES, benchmark_photos, make_case, score
-from colorizer.color import lab_to_rgb, rgb_to_lab
-from colorizer.images import to_pil, to_tensor
 from colorizer.style_colorizer import StyleColorizer
 
 KINDS = ("colorize", "restyle")
 FIXED_STYLE = EXAMPLES / "starry_night.jpg"
-
-
-def mean_std_transfer(source: Image.Image, reference: Image.Image) -> Image.Image:
-    """Global per-channel Lab mean/std matching (a baseline; a gray source just gets the reference's mean chroma)."""
-    src, ref = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(reference))
-    mu_s, sd_s = src.mean(dim=(1, 2), keepdim=True), src.std(dim=(1, 2), keepdim=True)
-    mu_r, sd_r = ref.mean(dim=(1, 2), keepdim=True), ref.std(dim=(1, 2), keepdim=True)
-    gain = torch.where(sd_s > 0.5, sd_r / sd_s.clamp(min=0.5), torch.zeros_like(sd_s))  # no spread: nothing to stretch
-    return to_pil(lab_to_rgb((src - mu_s) * gain + mu_r))
-
-
-def lightness_lookup(source: Image.Image, reference: Image.Image, bins: int = 16, sigma: float = 6.0) -> Image.Image:
-    """Each source pixel gets the reference's mean chroma at its lightness (Gaussian bins in L): a baseline."""
-    src, ref = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(reference))
-    centers = torch.linspace(0, 100, bins)
-
-    def bin_weights(lightness: torch.Tensor) -> torch.Tensor:  # [bins, N], columns sum to 1
-        w = torch.exp(-((lightness.flatten()[None] - centers[:, None]) ** 2) / (2 * sigma**2))
-        return w / w.sum(0, keepdim=True).clamp(min=1e-12)
-
-    w_ref = bin_weights(ref[0])
-    chroma_per_bin = (w_ref @ ref[1:].flatten(1).T) / w_ref.sum(1, keepdim=True).clamp(min=1e-12)  # [bins, 2]
-    chroma = (chroma_per_bin.T @ bin_weights(src[0])).view(2, *src.shape[1:])
-    return to_pil(lab_to_rgb(torch.cat([src[:1], chroma])))
 
 
 def run(
@@ -58,7 +32,7 @@ def run(
     """({method: {kind: [(dE00, PSNR), ...]}} over the photos, the network's seconds per image)."""
     methods = {
         "gray input (no colour)": lambda c: c.source,
-        "global Lab mean/std transfer": lambda c: mean_std_transfer(c.source, c.reference),
+        "global Lab mean/std transfer (Reinhard)": lambda c: reinhard(c.source, c.reference),
         "lightness-conditioned chroma lookup": lambda c: lightness_lookup(c.source, c.reference),
         "StyleColorizer": lambda c: model.colorize(c.source, c.reference, working_size=working_size),
         f"StyleColorizer, fixed unrelated style ({fixed_style.name})": lambda c: model.colorize(

@@ -284,6 +284,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, batches) -> None:
     weights alone.
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
     was_training = model.training
     model.eval()
     for norm in norms:
@@ -293,8 +294,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, batches) -> None:
     device = next(model.parameters()).device
     for batch in batches:
         model(batch["gray"].to(device), batch["style"].to(device))
-    for norm in norms:
-        norm.momentum = 0.1
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     model.train(was_training)
 
 
