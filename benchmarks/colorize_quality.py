@@ -4,8 +4,10 @@ Cases colorize (source gray(X), style a mirrored crop of X) and restyle (source 
 mirrored crop of a chroma-rotated X, truth that rotated X) on the held-out photos, scored by mean
 CIEDE2000 and PSNR against the truth. For scale it also scores the gray input itself, a global
 Lab mean/std transfer, a lightness-conditioned chroma lookup (each pixel gets the mean chroma of
-the style's pixels of similar lightness), and the network fed one fixed, unrelated style for
-every photo (if the network ignored its style input, that row would score like the real one).
+the style's pixels of similar lightness), the network untrained (its output layer starts at
+zero, so it returns the style's tone curve: where training starts), and the network fed one
+fixed, unrelated style for every photo (if the network ignored its style input, that row would
+score like the real one).
 Prints a markdown table.
 """
 
@@ -30,10 +32,14 @@ def run(
     model: StyleColorizer, photos: list[Path], working_size: int | None, fixed_style: Path
 ) -> tuple[dict[str, dict[str, list]], list[float]]:
     """({method: {kind: [(dE00, PSNR), ...]}} over the photos, the network's seconds per image)."""
+    untrained = StyleColorizer(style_size=model.style_size, tone_knots=model.tone_knots).to(model.device)
     methods = {
         "gray input (no colour)": lambda c: c.source,
         "global Lab mean/std transfer (Reinhard)": lambda c: reinhard(c.source, c.reference),
         "lightness-conditioned chroma lookup": lambda c: lightness_lookup(c.source, c.reference),
+        "StyleColorizer untrained (the style's tone curve)": lambda c: untrained.colorize(
+            c.source, c.reference, working_size=working_size
+        ),
         "StyleColorizer": lambda c: model.colorize(c.source, c.reference, working_size=working_size),
         f"StyleColorizer, fixed unrelated style ({fixed_style.name})": lambda c: model.colorize(
             c.source, fixed_style, working_size=working_size

@@ -2,7 +2,8 @@
 
 Shapes: gray [B, 1, H, W] in [0, 1] (H, W multiples of 16), style image [B, 3, h, w] in [0, 1]
 of any size. The style image is reduced to a ``style_dim`` vector; every AdaIN block maps that
-vector to a per-channel scale and shift of an instance-normalized feature map.
+vector to a per-channel scale and shift of an instance-normalized feature map. The style's tone
+curve (its mean colour at each gray level, :func:`measure_tone`) is the output's starting point.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .color import luminance
 
 ENCODER_WIDTHS = (16, 32, 64, 128, 128)  # full, 1/2, 1/4, 1/8, 1/16 resolution
 DECODER_WIDTHS = (64, 32, 16, 16)  # 1/8, 1/4, 1/2, full resolution
@@ -37,6 +40,33 @@ class StyleEncoder(nn.Module):
 
     def forward(self, rgb: Tensor) -> Tensor:
         return self.norm(self.net(rgb * 2 - 1).mean(dim=(2, 3)))
+
+
+def _hats(gray: Tensor, knots: int) -> Tensor:
+    """Linear-interpolation weights of gray [B, 1, H, W] on ``knots`` levels over [0, 1]: [B, K, H, W], summing to 1."""
+    levels = torch.linspace(0, 1, knots, device=gray.device, dtype=gray.dtype)
+    return (1 - (gray.clamp(0, 1) - levels[:, None, None]).abs() * (knots - 1)).clamp(min=0)
+
+
+def measure_tone(rgb: Tensor, knots: int = 8, prior: float = 0.01) -> Tensor:
+    """The style's tone curve: its mean RGB offset from gray at ``knots`` gray levels, [B, 3, H, W] -> [B, 3, K].
+
+    Every pixel counts towards the two levels around its gray value (linear weights). A level with
+    few pixels leans towards the image's overall mean offset, with the weight of ``prior`` times
+    the pixel count, so a style with no shadows still gives its shadows a plausible colour.
+    """
+    gray = luminance(rgb)
+    offset = rgb - gray
+    hats = _hats(gray, knots)
+    sums = torch.einsum("bkhw,bchw->bck", hats, offset)
+    counts = hats.sum(dim=(2, 3))[:, None]  # [B, 1, K]
+    pseudo = prior * gray[0].numel()
+    return (sums + pseudo * offset.mean(dim=(2, 3))[:, :, None]) / (counts + pseudo)
+
+
+def apply_tone(gray: Tensor, tone: Tensor) -> Tensor:
+    """Each pixel's offset on the tone curve ``tone`` [B, 3, K], interpolated at its gray level: [B, 3, H, W]."""
+    return torch.einsum("bck,bkhw->bchw", tone, _hats(gray, tone.shape[-1]))
 
 
 class AdaIN(nn.Module):
@@ -76,12 +106,12 @@ class AdaINUNet(nn.Module):
     The encoder's stages (two conv units each, max-pool between) end in AdaIN; ``bottom_stages``
     more 128-channel stages run at 1/16. Each decoder step is a 4x4 stride-2 transposed conv,
     AdaIN, concatenation with the skip, a 1x1 fusion conv and three conv units. The final 1x1
-    conv predicts the offset of RGB from the gray input (zero at start), so training begins at the
-    gray image instead of at noise and spends its steps on colour. A style tone curve adds an
-    offset that depends only on the style and the pixel's gray level.
+    conv predicts a correction (zero at start) to the style's tone curve (:func:`measure_tone`),
+    so training begins at "each gray level takes the style's mean colour at that level" instead of
+    at noise, and the network learns what that lookup misses: which colour goes where.
     """
 
-    def __init__(self, style_dim: int = 32, bottom_stages: int = 3, dropout: float = 0.1, tone_knots: int = 8):
+    def __init__(self, style_dim: int = 32, bottom_stages: int = 3, dropout: float = 0.1):
         super().__init__()
         self.encoder = nn.ModuleList()
         self.encoder_adain = nn.ModuleList()
@@ -102,26 +132,11 @@ class AdaINUNet(nn.Module):
             self.decoder.append(conv_units(width, width, 3, dropout))
             channels = width
         self.head = nn.Conv2d(channels, 3, 1)
-        # A direct path from the style to the colour of each tone: RGB offsets at ``tone_knots``
-        # gray levels, interpolated at every pixel's gray value (one knot: a plain style tint).
-        # Through the deep path alone the network trailed a per-image constant tint, while
-        # "which colour goes with which lightness" in the style already explains much of a photo.
-        self.tone_knots = tone_knots
-        self.style_tone = nn.Linear(style_dim, 3 * tone_knots)
-        for layer in (self.head, self.style_tone):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
-    def tone_curve(self, gray: Tensor, style: Tensor) -> Tensor:
-        """The style's RGB offset for each pixel's gray level: [B, 3, H, W]."""
-        knots = self.style_tone(style).view(-1, 3, self.tone_knots)  # [B, 3, K]
-        levels = torch.linspace(0, 1, self.tone_knots, device=gray.device, dtype=gray.dtype)
-        # Linear interpolation between knots, as "hat" weights [B, K, H, W] that sum to 1.
-        hats = (1 - (gray.clamp(0, 1) - levels[:, None, None]).abs() * (self.tone_knots - 1)).clamp(min=0)
-        return torch.einsum("bck,bkhw->bchw", knots, hats)
-
-    def forward(self, gray: Tensor, style: Tensor) -> Tensor:
-        """gray [B, 1, H, W], style vector [B, style_dim] -> RGB [B, 3, H, W] (not clamped)."""
+    def forward(self, gray: Tensor, style: Tensor, tone: Tensor) -> Tensor:
+        """gray [B, 1, H, W], style vector [B, style_dim], tone knots [B, 3, K] -> RGB [B, 3, H, W] (not clamped)."""
         skips = []
         x = gray * 2 - 1
         levels = len(ENCODER_WIDTHS)
@@ -134,4 +149,4 @@ class AdaINUNet(nn.Module):
         for up, adain, fuse, stage, skip in zip(self.up, self.up_adain, self.fuse, self.decoder, reversed(skips)):
             x = adain(up(x), style)
             x = stage(fuse(torch.cat([x, skip], dim=1)))
-        return gray + self.head(x) + self.tone_curve(gray, style)
+        return gray + apply_tone(gray, tone) + self.head(x)

@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from .adain_unet import AdaINUNet, StyleEncoder
+from .adain_unet import AdaINUNet, StyleEncoder, measure_tone
 from .color import lab_to_rgb, luminance, rgb_to_lab
 from .hub import WeightsNotFoundError, is_repo_id
 from .images import ImageInput, load_image, to_tensor
@@ -73,7 +73,7 @@ class StyleColorizer(
         dropout: dropout after every conv unit (training only).
         style_size: short side the style image is resized to before encoding.
         working_size: default long side the UNet runs at in :meth:`colorize`.
-        tone_knots: gray levels of the style tone curve (see :class:`AdaINUNet`).
+        tone_knots: gray levels of the style's tone curve (see :func:`~colorizer.adain_unet.measure_tone`).
     """
 
     def __init__(
@@ -88,12 +88,13 @@ class StyleColorizer(
         super().__init__()
         self.style_size = style_size
         self.working_size = working_size
+        self.tone_knots = tone_knots
         self.style_encoder = StyleEncoder(style_dim)
-        self.unet = AdaINUNet(style_dim, bottom_stages, dropout, tone_knots)
+        self.unet = AdaINUNet(style_dim, bottom_stages, dropout)
 
     def forward(self, gray: Tensor, style: Tensor) -> Tensor:
         """gray [B, 1, H, W] (H, W multiples of 16), style RGB [B, 3, h, w] -> RGB [B, 3, H, W]."""
-        return self.unet(gray, self.style_encoder(style))
+        return self.unet(gray, self.style_encoder(style), measure_tone(style, self.tone_knots))
 
     @classmethod
     def from_pretrained(
@@ -152,8 +153,10 @@ class StyleColorizer(
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def style_vector(self, styles: Sequence[Image.Image], weights: Sequence[float] | None = None) -> Tensor:
-        """Encode style images and mix their vectors by ``weights`` (default equal) -> [style_dim]."""
+    def encode_styles(
+        self, styles: Sequence[Image.Image], weights: Sequence[float] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Style vector [style_dim] and tone curve [3, tone_knots] of style images, mixed by ``weights`` (default equal)."""
         if weights is None:
             weights = [1.0] * len(styles)
         if len(weights) != len(styles):
@@ -161,13 +164,15 @@ class StyleColorizer(
         w = torch.tensor([float(v) for v in weights], dtype=torch.float64)
         if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise ValueError("style weights must be non-negative numbers with a positive sum")
-        vectors = []
+        vectors, tones = [], []
         for img in styles:
             scale = self.style_size / min(img.size)
             size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-            small = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-            vectors.append(self.style_encoder(to_tensor(small, self.device)[None])[0])
-        return (torch.stack(vectors) * (w / w.sum()).to(vectors[0])[:, None]).sum(0)
+            small = to_tensor(img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), self.device)[None]
+            vectors.append(self.style_encoder(small)[0])
+            tones.append(measure_tone(small, self.tone_knots)[0])
+        mix = (w / w.sum()).to(vectors[0])
+        return torch.einsum("n,nd->d", mix, torch.stack(vectors)), torch.einsum("n,nck->ck", mix, torch.stack(tones))
 
     @torch.inference_mode()
     def colorize(
@@ -205,13 +210,13 @@ class StyleColorizer(
             load_image(s, name=f"style image {i + 1}" if len(styles) > 1 else "style image", max_pixels=max_pixels)
             for i, s in enumerate(styles)
         ]
-        vector = self.style_vector(style_imgs, style_weights)
+        vector, tone = self.encode_styles(style_imgs, style_weights)
 
         w, h = content_img.size
         scale = min(1.0, working_size / max(w, h))  # never upsample: small images run as they are
         size = (max(16, round(w * scale / 16) * 16), max(16, round(h * scale / 16) * 16))
         small = to_tensor(content_img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), self.device)
-        rgb = self.unet(luminance(small)[None], vector[None]).clamp(0, 1)
+        rgb = self.unet(luminance(small)[None], vector[None], tone[None]).clamp(0, 1)
         chroma = rgb_to_lab(rgb)[:, 1:] * float(strength)
         chroma = F.interpolate(chroma, size=(h, w), mode="bilinear", align_corners=False)[0]
         return _with_lightness_of(content_img, chroma)

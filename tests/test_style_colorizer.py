@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from colorizer.cli import main as cli
+from colorizer.adain_unet import apply_tone, measure_tone
 from colorizer.color import delta_e_2000, is_gray, luminance, rgb_to_lab
 from colorizer.hub import WeightsNotFoundError
 from colorizer.images import ImageError, load_image, to_pil, to_tensor
@@ -45,23 +46,33 @@ def test_shapes_and_parameter_count():
     assert 3.4e6 < n < 3.7e6  # "about 3.5 M"
     assert model.style_encoder(torch.rand(2, 3, 70, 50)).shape == (2, 32)
     assert model(torch.rand(2, 1, 64, 96), torch.rand(2, 3, 40, 60)).shape == (2, 3, 64, 96)
-    gray = torch.rand(2, 1, 32, 32)
-    assert torch.equal(model(gray, torch.rand(2, 3, 32, 32)), gray.expand(2, 3, 32, 32))  # starts at the gray image
+    gray, style = torch.rand(2, 1, 32, 32), torch.rand(2, 3, 32, 32)
+    # Untrained, the output is the gray image moved along the style's tone curve; a gray style leaves it gray.
+    assert torch.allclose(model(gray, style), gray + apply_tone(gray, measure_tone(style, model.tone_knots)))
+    assert torch.allclose(model(gray, luminance(style).expand(2, 3, 32, 32)), gray.expand(2, 3, 32, 32), atol=1e-5)
 
 
 def test_tone_curve_interpolates_its_knots():
-    torch.manual_seed(0)
-    unet = StyleColorizer(tone_knots=3).unet  # knots at gray 0, 0.5, 1
-    tint = StyleColorizer(tone_knots=1).unet  # one knot: the same offset at every gray level
-    for layer in (unet.style_tone, tint.style_tone):  # zero at initialization; make the knots differ
-        torch.nn.init.normal_(layer.weight)
-    style = torch.randn(1, 32)
-    knots = unet.style_tone(style).view(1, 3, 3)
-    gray = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4)
-    curve = unet.tone_curve(gray, style)[0, :, 0]  # [3 channels, 4 pixels]
-    expected = torch.stack([knots[0, :, 0], knots[0, :, :2].mean(-1), knots[0, :, 1], knots[0, :, 2]], dim=1)
-    assert torch.allclose(curve, expected, atol=1e-6)
-    assert torch.allclose(tint.tone_curve(gray, style), tint.style_tone(style)[:, :, None, None].expand(1, 3, 1, 4))
+    knots = torch.tensor([[[0.0, 0.2, -0.1]]]).expand(1, 3, 3)  # at gray 0, 0.5, 1
+    gray = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]).view(1, 1, 1, 5)
+    curve = apply_tone(gray, knots)[0, 0, 0]
+    assert torch.allclose(curve, torch.tensor([0.0, 0.1, 0.2, 0.05, -0.1]))
+    tint = torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1)  # one knot: the same offset at every level
+    assert torch.allclose(apply_tone(gray, tint), tint[..., None].expand(1, 3, 1, 5))
+
+
+def test_tone_curve_measures_the_style_colour_of_each_lightness():
+    dark_red, light_blue = torch.tensor([0.45, 0.15, 0.15]), torch.tensor([0.55, 0.7, 0.95])
+    style = torch.cat([dark_red.view(3, 1, 1).expand(3, 8, 16), light_blue.view(3, 1, 1).expand(3, 8, 16)], 1)[None]
+    tone = measure_tone(style, knots=5)
+    gray = luminance(style)
+    offset = apply_tone(gray, tone)  # each pixel's colour, read back off the curve at its gray level
+    dark, light = offset[0, :, 0, 0], offset[0, :, -1, 0]
+    assert dark[0] > 0.05 and dark[2] < -0.05  # red where the style is dark
+    assert light[2] > 0.05 and light[0] < -0.05  # blue where it is light
+    uniform = measure_tone(dark_red.view(1, 3, 1, 1).expand(1, 3, 4, 4), knots=5)
+    # Levels the style lacks fall back on its mean colour: a one-colour style tints every level alike.
+    assert torch.allclose(uniform, (dark_red - luminance(dark_red.view(3, 1, 1)).flatten()).view(1, 3, 1).expand(1, 3, 5))
 
 
 def test_eval_mode_is_deterministic(random_model):
