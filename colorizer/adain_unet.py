@@ -101,7 +101,7 @@ def conv_units(channels_in: int, width: int, count: int, dropout: float) -> nn.S
 
 
 class AdaINUNet(nn.Module):
-    """Gray image + style vector -> RGB.
+    """Gray image + style vector + style tone curve -> RGB.
 
     The encoder's stages (two conv units each, max-pool between) end in AdaIN; ``bottom_stages``
     more 128-channel stages run at 1/16. Each decoder step is a 4x4 stride-2 transposed conv,
