@@ -60,7 +60,7 @@ def measure_tone(rgb: Tensor, knots: int = 8, prior: float = 0.01) -> Tensor:
     hats = _hats(gray, knots)
     sums = torch.einsum("bkhw,bchw->bck", hats, offset)
     counts = hats.sum(dim=(2, 3))[:, None]  # [B, 1, K]
-    pseudo = prior * gray[0].numel()
+    pseudo = prior * gray.shape[-2] * gray.shape[-1]  # pixels of one image
     return (sums + pseudo * offset.mean(dim=(2, 3))[:, :, None]) / (counts + pseudo)
 
 

@@ -110,7 +110,7 @@ def test_colorize_endpoint(client, tmp_path):
     out_other = client.predict(content=handle_file(gray), style=handle_file(other), api_name="/colorize")
     assert follow_their_styles([out, out_other], [style, other])
     mixed = client.predict(content=handle_file(gray), style=handle_file(style), style_weight=0.5,
-                           style_2=handle_file(EXAMPLES / "night_cafe.jpg"), style_weight_2=1.0, api_name="/colorize")
+                           style_2=handle_file(other), style_weight_2=1.0, api_name="/colorize")
     assert Image.open(mixed).size == Image.open(gray).size
 
 
