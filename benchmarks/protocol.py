@@ -1,16 +1,27 @@
 """The evaluation protocol shared by every benchmark: photos, the fixed split, cases and scores.
 
 For a colour photo X:
-- recolor:  source = X with its Lab chroma rotated (60-180 degrees) and scaled; reference = a
-            mirrored 75-90% crop of X; truth = X.
-- colorize: source = gray(X); same reference; truth = X.
-- restyle:  source = gray(X); reference = a mirrored crop of a chroma-rotated X; truth = that rotated X.
+- recolor:      source = X with its Lab chroma rotated (60-180 degrees) and scaled; reference = a
+                mirrored 75-90% crop of X; truth = X.
+- colorize:     source = gray(X); same reference; truth = X.
+- restyle:      source = gray(X); reference = a mirrored crop of a chroma-rotated X; truth = that rotated X.
+- regrade-self: source = X; reference = a mirrored 75-90% crop of g(X); truth = g(X), where g is a
+                random global grade that changes tone as well as colour (:func:`random_grade`).
+- multi-reference: source = X with its chroma rotated; references = the left 55% and the right 55%
+                of X, each mirrored; truth = X. ``multi-reference-left`` is the same with the left
+                part alone: objects missing from it must take their colours from the other part.
+For two different photos a, b of one scene (``pairs.csv``, both directions):
+- regrade:      source = a; reference = g(b); truth = g(a), the same grade g for both photos. The
+                references are other photos, so this measures colour transfer, not recovering a
+                crop; where a and b were taken in different light, no method can reach the truth.
 Outputs are scored against the truth by mean CIEDE2000 (lower is better) and PSNR.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +35,10 @@ from colorizer.images import load_image, to_pil, to_tensor
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 EXAMPLES = ROOT / "examples"
+SHARED_PAIRS = SHARED_PHOTOS / "pairs.csv"
 CASES = ("recolor", "colorize", "restyle")
+PHOTO_CASES = (*CASES, "regrade-self", "multi-reference", "multi-reference-left")
+PAIR_CASES = ("regrade",)
 
 
 def validation_split(paths: list[Path], root: Path, every: int = 8) -> tuple[list[Path], list[Path]]:
@@ -64,15 +78,25 @@ class Case:
     name: str
     kind: str
     source: Image.Image
-    reference: Image.Image
+    references: list[Image.Image]
     truth: Image.Image
+
+    @property
+    def reference(self) -> Image.Image:
+        """The first (for most cases the only) reference."""
+        return self.references[0]
+
+
+def _photo(path: Path, long_side: int) -> Image.Image:
+    photo = load_image(path)
+    photo.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    return photo
 
 
 def make_case(path: Path, kind: str, seed: int = 0, long_side: int = 512) -> Case:
     """Build one case of the protocol from a photo, deterministically from (path, kind, seed)."""
     rng = random.Random(f"{path.name}/{kind}/{seed}")
-    photo = load_image(path)
-    photo.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    photo = _photo(path, long_side)
     x = to_tensor(photo)
     lab = rgb_to_lab(x)
     rotated = to_pil(lab_to_rgb(rotate_chroma(lab, rng.choice((-1, 1)) * rng.uniform(60, 180), rng.uniform(0.6, 1.3))))
@@ -84,9 +108,61 @@ def make_case(path: Path, kind: str, seed: int = 0, long_side: int = 512) -> Cas
     elif kind == "restyle":
         twin = to_pil(lab_to_rgb(rotate_chroma(lab, rng.choice((-1, 1)) * rng.uniform(60, 180), rng.uniform(0.8, 1.3))))
         source, ref_from, truth = gray, twin, twin
+    elif kind == "regrade-self":
+        graded = random_grade(rng)(photo)
+        source, ref_from, truth = photo, graded, graded
+    elif kind in ("multi-reference", "multi-reference-left"):
+        w, h = photo.size
+        part = round(0.55 * w)
+        left = ImageOps.mirror(photo.crop((0, 0, part, h)))
+        right = ImageOps.mirror(photo.crop((w - part, 0, w, h)))
+        refs = [left, right] if kind == "multi-reference" else [left]
+        return Case(path.stem, kind, rotated, refs, photo)
     else:
-        raise ValueError(f"unknown case {kind!r}; choose from {CASES}")
-    return Case(path.stem, kind, source, _mirrored_crop(ref_from, rng), truth)
+        raise ValueError(f"unknown case {kind!r}; choose from {PHOTO_CASES}")
+    return Case(path.stem, kind, source, [_mirrored_crop(ref_from, rng)], truth)
+
+
+def photo_pairs(path: Path = SHARED_PAIRS) -> list[tuple[Path, Path]]:
+    """The (a, b) photo pairs of ``pairs.csv``, each in both directions."""
+    with open(path, newline="") as f:
+        rows = [(path.parent / r["a"], path.parent / r["b"]) for r in csv.DictReader(f)]
+    return [d for a, b in rows for d in ((a, b), (b, a))]
+
+
+def make_pair_case(a: Path, b: Path, seed: int = 0, long_side: int = 512) -> Case:
+    """regrade: source a, reference g(b), truth g(a); the grade depends on the unordered pair and the seed."""
+    rng = random.Random("/".join(sorted((a.name, b.name))) + f"/regrade/{seed}")
+    grade = random_grade(rng)
+    source, other = _photo(a, long_side), _photo(b, long_side)
+    return Case(f"{a.stem}->{b.stem}", "regrade", source, [grade(other)], grade(source))
+
+
+def random_grade(rng: random.Random):
+    """A random global colour grade, as a colourist might apply: a function from image to image.
+
+    In Lab with L scaled to [0, 1]: a tone curve (gamma 0.65-1.5, then an S-curve of contrast
+    +-0.25, then black point 0-0.12 and white point 0.85-1), chroma rotated +-70 degrees and scaled
+    0.5-1.5, and split toning (tints of up to 15 in a and b, weighted to the shadows and to the
+    highlights).
+    """
+    gamma, contrast = rng.uniform(0.65, 1.5), rng.uniform(-0.25, 0.25)
+    black, white = rng.uniform(0, 0.12), rng.uniform(0.85, 1)
+    hue, saturation = rng.uniform(-70, 70), rng.uniform(0.5, 1.5)
+    shadow, highlight = ([rng.uniform(-15, 15) for _ in range(2)] for _ in range(2))
+
+    def grade(img: Image.Image) -> Image.Image:
+        lab = rgb_to_lab(to_tensor(img))
+        y = (lab[0] / 100).clamp(0, 1) ** gamma
+        y = y - contrast * torch.sin(2 * math.pi * y) / (2 * math.pi)  # monotone for |contrast| < 1
+        y = black + (white - black) * y
+        out = rotate_chroma(lab, hue, saturation)
+        out[0] = 100 * y
+        for c in (1, 2):
+            out[c] += shadow[c - 1] * (1 - y) ** 2 + highlight[c - 1] * y**2
+        return to_pil(lab_to_rgb(out))
+
+    return grade
 
 
 def _mirrored_crop(img: Image.Image, rng: random.Random) -> Image.Image:
