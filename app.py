@@ -21,8 +21,9 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from colorizer import NeuralColorTransfer, TransferOutput, WeightsNotFoundError
+from colorizer import NeuralColorTransfer, TransferConfig, TransferOutput, WeightsNotFoundError
 from colorizer.color import luminance
+from colorizer.config import LEVELS
 from colorizer.images import load_image, max_pixels_default, to_pil, to_tensor
 from colorizer.style_colorizer import StyleColorizer
 
@@ -98,11 +99,11 @@ def build_demo(models: Models) -> gr.Blocks:
 
     # On ZeroGPU these run in a forked worker: their arguments are pickled, the models are inherited.
     @gpu
-    def run_transfer(source: str, refs: list[str], options: dict, progress: gr.Progress) -> TransferOutput:
+    def run_transfer(source: str, refs: list[str], config: TransferConfig, progress: gr.Progress) -> TransferOutput:
         def report(step: int, total: int, message: str) -> None:
             progress((step, total), desc=message.capitalize(), unit="levels")
 
-        return models.nct.transfer(source, refs, max_pixels=MAX_PIXELS, progress=report, **options)
+        return models.nct.transfer(source, refs, config, max_pixels=MAX_PIXELS, progress=report)
 
     @gpu
     def run_colorize(content: str, styles: list[str], weights: list[float], strength: float) -> Image.Image:
@@ -111,9 +112,9 @@ def build_demo(models: Models) -> gr.Blocks:
         )
 
     def transfer(
-        source: FileData, reference: FileData, working_size: float, coarsest_level: float, completeness: float,
-        smoothness_local: float, smoothness_nonlocal: float, strength: float,
-        reference_2: FileData = None, reference_3: FileData = None, transfer_lightness: bool = False,
+        source: FileData, reference: FileData, working_size: float, levels: list[int], completeness: float,
+        lambda_local: float, lambda_nonlocal: float, lambda_detail: float, strength: float,
+        reference_2: FileData = None, reference_3: FileData = None, transfer_lightness: bool = True,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Image.Image, dict]:
         """Recolour a photo with the colours of one to three reference photos (Neural Color Transfer).
@@ -122,14 +123,15 @@ def build_demo(models: Models) -> gr.Blocks:
             source: the image to recolour (a gray image is colorized).
             reference: the image whose colours are taken.
             working_size: long side, in pixels, that matching runs at (64-1024); the result is full size.
-            coarsest_level: run VGG levels from this one (5 = L5..L1) down to L1.
-            completeness: weight of the reference's colours all appearing in the guidance (>= 0).
-            smoothness_local: local smoothness weight of the colour model (>= 0).
-            smoothness_nonlocal: non-local smoothness weight of the colour model (>= 0).
+            levels: VGG levels to run, a subset of [5, 4, 3, 2, 1] (coarse to fine; default all five).
+            completeness: weight of the reference-to-source votes in the guidance (0-100, default 2).
+            lambda_local: local smoothness of the colour model (0-100, default 0.125).
+            lambda_nonlocal: consistency among pixels of similar colour and content (0-100, default 2).
+            lambda_detail: weight of the detail term that keeps the source's local contrast (0-1000, default 5).
             strength: 0 keeps the source, 1 is the full transfer.
             reference_2: optional second reference.
             reference_3: optional third reference.
-            transfer_lightness: also transfer lightness (the paper's full Lab model); default chroma only.
+            transfer_lightness: transfer lightness as well as colour (default); False: chroma only.
         Returns:
             The recoloured image as PNG, at the source's size.
         """
@@ -138,22 +140,22 @@ def build_demo(models: Models) -> gr.Blocks:
         refs = [_path(r) for r in (reference, reference_2, reference_3) if r]
         if not source or not refs:
             raise gr.Error("Give a source image and at least one reference image.", print_exception=False)
-        size, coarsest = int(_number(working_size, "working_size")), int(_number(coarsest_level, "coarsest_level"))
+        size = int(_number(working_size, "working_size"))
         if not 64 <= size <= MAX_WORKING_SIZE:
             raise gr.Error(f"working_size must be between 64 and {MAX_WORKING_SIZE}, not {size}", print_exception=False)
-        levels = tuple(range(coarsest, 0, -1))
-        options = dict(
-            working_size=size, levels=levels, completeness=_number(completeness, "completeness"),
-            lambda_local=_number(smoothness_local, "smoothness_local"),
-            lambda_nonlocal=_number(smoothness_nonlocal, "smoothness_nonlocal"), strength=_number(strength, "strength"),
-            keep_lightness=not transfer_lightness,
-        )
-        progress((0, len(levels)), desc="Extracting features", unit="levels")
         with readable_errors():
-            out = run_transfer(_path(source), refs, options, progress)
+            config = TransferConfig(
+                working_size=size, levels=tuple(sorted(levels or (), reverse=True)),
+                completeness=_number(completeness, "completeness"), lambda_local=_number(lambda_local, "lambda_local"),
+                lambda_nonlocal=_number(lambda_nonlocal, "lambda_nonlocal"),
+                lambda_detail=_number(lambda_detail, "lambda_detail"), strength=_number(strength, "strength"),
+                transfer_lightness=bool(transfer_lightness),
+            )
+            progress((0, len(config.levels)), desc="Extracting features", unit="levels")
+            out = run_transfer(_path(source), refs, config, progress)
         stages = " · ".join(f"{k} {v:.1f} s" for k, v in out.timings.items() if k != "total")
         details = {
-            "levels": [(img, f"L{level}") for img, level in zip(out.levels, levels)],
+            "levels": [(img, f"L{level}") for level, img in out.levels.items()],
             "timing": f"**{out.timings['total']:.1f} s** ({stages}) at working size {size}",
         }
         return out.image, details
@@ -203,6 +205,7 @@ def build_demo(models: Models) -> gr.Blocks:
         return gr.Examples(files, inputs, label="Examples: click one, then press the button", elem_id=elem_id)
 
     analytics = os.environ.get("GRADIO_ANALYTICS_ENABLED", "False") == "True"  # off unless asked for
+    defaults = TransferConfig()
     with gr.Blocks(title="colorizer: colour transfer", analytics_enabled=analytics, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# colorizer\nRecolour a photo like another photo, or colorize it like a painting.")
         with gr.Tab("Color transfer (NCT)", id="transfer"):
@@ -216,15 +219,18 @@ def build_demo(models: Models) -> gr.Blocks:
                         reference_2, reference_3 = image("Reference 2"), image("Reference 3")
                     with gr.Accordion("Settings", open=False, elem_id="nct-settings"):
                         nct_settings = [
-                            gr.Slider(64, MAX_WORKING_SIZE, 512, step=64, label="Working resolution (long side, px)",
-                                      elem_id="working-size"),
-                            gr.Slider(1, 5, 5, step=1, label="Coarsest level (5 runs L5..L1)"),
-                            gr.Slider(0, 10, 2.0, step=0.1, label="Completeness weight"),
-                            gr.Slider(0, 2, 0.125, step=0.005, label="Local smoothness weight"),
-                            gr.Slider(0, 10, 2.0, step=0.1, label="Non-local smoothness weight"),
-                            gr.Slider(0, 1, 1.0, step=0.05, label="Strength"),
+                            gr.Slider(64, MAX_WORKING_SIZE, defaults.working_size, step=64,
+                                      label="Working resolution (long side, px)", elem_id="working-size"),
+                            gr.CheckboxGroup([(f"L{v}", v) for v in LEVELS], value=list(defaults.levels),
+                                             label="Levels (coarse to fine)"),
+                            gr.Slider(0, 10, defaults.completeness, step=0.1, label="Completeness weight"),
+                            gr.Slider(0, 2, defaults.lambda_local, step=0.005, label="Local smoothness weight"),
+                            gr.Slider(0, 10, defaults.lambda_nonlocal, step=0.1, label="Non-local consistency weight"),
+                            gr.Slider(0, 50, defaults.lambda_detail, step=0.5, label="Detail weight"),
+                            gr.Slider(0, 1, defaults.strength, step=0.05, label="Strength"),
                         ]
-                        transfer_lightness = gr.Checkbox(False, label="Transfer lightness too (the paper's full Lab model)")
+                        transfer_lightness = gr.Checkbox(defaults.transfer_lightness,
+                                                         label="Transfer lightness too (off: colour only)")
                     run_nct = gr.Button("Transfer colours", variant="primary", interactive=models.nct is not None)
                 with gr.Column():
                     nct_result = result_image(elem_id="nct-result")

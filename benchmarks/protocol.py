@@ -95,7 +95,8 @@ def _photo(path: Path, long_side: int) -> Image.Image:
 
 def make_case(path: Path, kind: str, seed: int = 0, long_side: int = 512) -> Case:
     """Build one case of the protocol from a photo, deterministically from (path, kind, seed)."""
-    rng = random.Random(f"{path.name}/{kind}/{seed}")
+    # The two multi-reference kinds share their draws, so that they differ only in the references.
+    rng = random.Random(f"{path.name}/{kind.removesuffix('-left')}/{seed}")
     photo = _photo(path, long_side)
     x = to_tensor(photo)
     lab = rgb_to_lab(x)
@@ -135,7 +136,8 @@ def make_pair_case(a: Path, b: Path, seed: int = 0, long_side: int = 512) -> Cas
     rng = random.Random("/".join(sorted((a.name, b.name))) + f"/regrade/{seed}")
     grade = random_grade(rng)
     source, other = _photo(a, long_side), _photo(b, long_side)
-    return Case(f"{a.stem}->{b.stem}", "regrade", source, [grade(other)], grade(source))
+    name = f"{a.parent.name}/{a.stem}->{b.parent.name}/{b.stem}"  # several photos of a landmark share a stem
+    return Case(name, "regrade", source, [grade(other)], grade(source))
 
 
 def random_grade(rng: random.Random):

@@ -6,10 +6,11 @@
   image in one forward pass.
 """
 
+from .config import TransferConfig
 from .hub import WeightsNotFoundError
 from .images import ImageError
 from .nct import NeuralColorTransfer, TransferOutput
 from .style_colorizer import StyleColorizer
 
-__all__ = ["NeuralColorTransfer", "TransferOutput", "StyleColorizer", "ImageError", "WeightsNotFoundError"]
+__all__ = ["NeuralColorTransfer", "TransferConfig", "TransferOutput", "StyleColorizer", "ImageError", "WeightsNotFoundError"]
 __version__ = "0.1.0"

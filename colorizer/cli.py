@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from .config import TransferConfig
 from .hub import WeightsNotFoundError
 from .images import ImageError, save_image
 
@@ -30,18 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 def _transfer(args: argparse.Namespace) -> dict[Path, Image.Image]:
     from .nct import NeuralColorTransfer
 
+    options = {name: getattr(args, name) for name in TransferConfig.options() if getattr(args, name) is not None}
+    config = TransferConfig().with_options(**options)  # bad options fail here, before the weights load
     nct = NeuralColorTransfer.from_pretrained(args.vgg, device=args.device)
     result = nct.transfer(
         args.source,
         args.references,
-        working_size=args.working_size,
-        levels=args.levels,
-        completeness=args.completeness,
-        lambda_local=args.lambda_local,
-        lambda_nonlocal=args.lambda_nonlocal,
-        strength=args.strength,
-        keep_lightness=not args.transfer_lightness,
-        seed=args.seed,
+        config,
         max_pixels=args.max_pixels,
         progress=None if args.quiet else lambda step, total, msg: print(f"[{step}/{total}] {msg}", file=sys.stderr),
     )
@@ -49,7 +45,7 @@ def _transfer(args: argparse.Namespace) -> dict[Path, Image.Image]:
         print(", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()), file=sys.stderr)
     outputs = {args.output: result.image}
     if args.save_levels:
-        for level, img in zip(args.levels, result.levels):
+        for level, img in result.levels.items():
             outputs[args.output.with_name(f"{args.output.stem}_L{level}{args.output.suffix}")] = img
     return outputs
 
@@ -76,6 +72,10 @@ def _check_output(path: Path) -> None:
         raise ValueError(f"cannot tell the image format of {path.name!r}; use e.g. .png or .jpg")
 
 
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m colorizer", description=__doc__)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -84,13 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="image to recolour (a gray image is colorized)")
     p.add_argument("references", nargs="+", help="reference image(s) to take colours from")
     p.add_argument("--vgg", help="VGG weights: .safetensors file or Hub repo (default: $COLORIZER_VGG, else timm/vgg19.tv_in1k)")
-    p.add_argument("--working-size", type=int, default=512, help="long side that matching runs at (default 512)")
-    p.add_argument("--levels", type=int, nargs="+", default=[5, 4, 3, 2, 1], help="VGG levels to run, coarse to fine")
-    p.add_argument("--completeness", type=float, default=2.0, help="weight of the R->S completeness votes (lower for less similar pairs)")
-    p.add_argument("--lambda-local", type=float, default=0.125, help="local smoothness weight")
-    p.add_argument("--lambda-nonlocal", type=float, default=2.0, help="non-local consistency weight")
-    p.add_argument("--strength", type=float, default=1.0, help="0 keeps the source, 1 is the full transfer")
-    p.add_argument("--transfer-lightness", action="store_true", help="also transfer lightness (the paper's full Lab model)")
+    for name, f in TransferConfig.options().items():
+        flag, helptext = "--" + name.replace("_", "-"), f"{f.metadata['help']} (default: {_shown(f.default)})"
+        if f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=helptext)
+        elif name == "levels":
+            p.add_argument(flag, type=int, nargs="+", help=helptext)
+        else:
+            p.add_argument(flag, type=int if f.type == "int" else float, help=helptext)
     p.add_argument("--save-levels", action="store_true", help="also write OUT_L5.png .. OUT_L1.png")
     _common(p)
     p.set_defaults(run=_transfer)
@@ -110,6 +111,5 @@ def _parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic per seed)")
     p.add_argument("--max-pixels", type=int, help="reject larger images (default 40 MP, or $COLORIZER_MAX_PIXELS)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

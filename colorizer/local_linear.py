@@ -1,16 +1,38 @@
 """Local linear colour model of He et al. 2019 (E = E_d + lambda_l E_l + lambda_nl E_nl), solved by PCG.
 
-Per pixel p and Lab channel c the output is T_c(p) = a_c(p) S_c(p) + b_c(p), and (a, b) minimise
+Per pixel p and channel c the output is T_c(p) = a_c(p) S_c(p) + b_c(p), and (a, b) minimise
 
-    E = sum_p conf(p) |T(p) - G(p)|^2
-      + lambda_local    sum_p sum_{q in N8(p)} w_pq (|a_p - a_q|^2 + |b_p - b_q|^2)
-      + lambda_nonlocal sum_p sum_{q in NL(p)} w'_pq |T(p) - T(q)|^2
-      + eps sum_p |a_p - 1|^2,
+    E = rho sum_p conf(p) |T(p) - G(p)|^2                                        data
+      + sum_p sum_{q in N4(p)} w_pq (|a_p - a_q|^2 + |b_p - b_q|^2)             local smoothness
+      + rho lambda_nonlocal sum_p sum_{q in NL(p)} w'_pq |T(p) - T(q)|^2          non-local consistency
+      + rho lambda_detail sum_p (sd_S(p)^2 + delta^2) |a_p - 1|^2                  detail
 
-with w_pq = exp(-|S(p) - S(q)|^2 / (2 sigma^2)). As in the paper the local sum runs over every
-pixel and each of its 8 neighbours, so an unordered pair appears twice. E is quadratic and
-separable over channels: the three normal-equation systems are solved side by side by one
-matrix-free conjugate gradient with per-channel step sizes.
+- w_pq = lambda_local / (|l_p - l_q|^alpha + eps) are the weights of weighted-least-squares
+  smoothing (Farbman et al. 2008) on the source's lightness l in [0, 1], as in the official
+  implementation: ~10^3 in flat regions, ~lambda_local across strong edges. The coefficients are
+  then nearly constant inside each region of the source, so T keeps the source's own detail and
+  cannot copy the structure of the guidance (with weak weights, a = 1, b = G - S reproduces any
+  guidance, the reference's structure included).
+- rho is the number of working-resolution pixels that one cell of the solve grid stands for. The
+  data, non-local and prior terms are sums over pixels and grow with it; the smoothness term is a
+  Dirichlet energy, which does not change when a smooth field is resampled. Weighting the per-pixel
+  terms by rho makes every level solve the same continuous energy (the official implementation
+  likewise scales its data term by the pixel ratio).
+- The detail term departs from the paper. A least-squares fit of a blurred target (the voted
+  guidance) on a sharp source shrinks the slope a toward 0 (regression dilution): the source's
+  detail and contrast are washed out where a is nearly constant per region. (a - 1) sd_S, with
+  sd_S the source's standard deviation over 3x3 windows, is the detail the model adds or removes
+  at p; the term makes that cost, so a departs from 1 only where the guidance's evidence outweighs
+  it. It fades where the source is flat, where a cannot matter; delta^2 (delta, the noise floor)
+  keeps a defined where a channel of the source is constant (a gray source's chroma). The official
+  implementation instead starts each level's iterations from the local statistics ratio
+  a = sd_G / sd_S and stops early; on this project's benchmark (``benchmarks/nct_quality.py``)
+  a pull toward that ratio, or toward the ratio over wider windows, scored no better than this.
+- w'_pq = exp(-|S_p - S_q|^2 / (2 sigma^2)) over the k nearest pixels in colour within the same
+  cluster of deep features (:mod:`colorizer.neighbors`).
+
+E is quadratic and separable over channels: the normal equations of all channels are solved side
+by side by one matrix-free conjugate gradient with per-channel step sizes.
 """
 
 import logging
@@ -20,38 +42,46 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .guided_filter import box_filter
+
 log = logging.getLogger(__name__)
 
-# One offset per unordered 8-neighbour pair: (dy, dx) with the second pixel at p + (dy, dx).
-_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+# One offset per unordered 4-neighbour pair: (dy, dx) with the second pixel at p + (dy, dx).
+_OFFSETS = ((0, 1), (1, 0))
 
 
 def _pair_slices(dy: int, dx: int) -> tuple[tuple, tuple]:
     """Index tuples (p, q) over [..., H, W] selecting all in-image pairs with q = p + (dy, dx)."""
-    rows_p, rows_q = slice(0, -dy or None), slice(dy, None)
-    cols_p, cols_q = (slice(0, -dx or None), slice(dx, None)) if dx >= 0 else (slice(-dx, None), slice(0, dx))
-    return (..., rows_p, cols_p), (..., rows_q, cols_q)
+    return (..., slice(0, -dy or None), slice(0, -dx or None)), (..., slice(dy, None), slice(dx, None))
 
 
-def _edge_weights(source: Tensor, sigma: float) -> Tensor:
-    """Weights [8, H, W] towards the neighbour at +offset (first 4) and -offset (last 4), 0 off-image."""
-    edge = source.new_zeros(8, *source.shape[1:])
+def smoothness_weights(lightness: Tensor, lambda_local: float, alpha: float = 1.2, eps: float = 1e-4) -> Tensor:
+    """WLS weights [4, H, W] from lightness [H, W] in [0, 1]: towards +offset (first 2) and -offset (last 2), 0 off-image.
+
+    Each unordered pair is counted once, from either end.
+    """
+    edge = lightness.new_zeros(4, *lightness.shape)
     for i, (dy, dx) in enumerate(_OFFSETS):
         p, q = _pair_slices(dy, dx)
-        w = torch.exp(-(source[p] - source[q]).square().sum(0) / (2 * sigma**2))
+        w = lambda_local / ((lightness[p] - lightness[q]).abs().pow(alpha) + eps)
         edge[i][p] = w
-        edge[i + 4][q] = w
+        edge[i + 2][q] = w
     return edge
 
 
+def detail_weights(source: Tensor, delta: float = 0.01) -> Tensor:
+    """Weights [C, H, W] of the detail term: the source's local variance over 3x3 windows, plus delta^2."""
+    return (box_filter(source.square(), 1) - box_filter(source, 1).square()).clamp_min(0) + delta**2
+
+
 def _laplacian(x: Tensor, edge: Tensor, degree: Tensor) -> Tensor:
-    """Graph Laplacian of the weighted 8-neighbour grid (degree = edge.sum(0)) applied to x [..., H, W]."""
+    """Graph Laplacian of the weighted 4-neighbour grid (degree = edge.sum(0)) applied to x [..., H, W]."""
     h, w = x.shape[-2:]
     padded = F.pad(x, (1, 1, 1, 1))
     out = x * degree
     for i, (dy, dx) in enumerate(_OFFSETS):
         out.addcmul_(edge[i], padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w], value=-1)
-        out.addcmul_(edge[i + 4], padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w], value=-1)
+        out.addcmul_(edge[i + 2], padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w], value=-1)
     return out
 
 
@@ -84,56 +114,60 @@ def _nonlocal_graph(index: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     return adjacency, degree
 
 
-def energy(a: Tensor, b: Tensor, source: Tensor, guidance: Tensor, confidence: Tensor, *,
-           lambda_local: float = 0.125, lambda_nonlocal: float = 2.0,
-           neighbors: tuple[Tensor, Tensor] | None = None, sigma: float = 0.1, eps: float = 1e-4) -> Tensor:
-    """Value of E (module docstring) for coefficients a, b [3, H, W]."""
+def energy(a: Tensor, b: Tensor, source: Tensor, guidance: Tensor, confidence: Tensor, edge: Tensor, *,
+           detail: Tensor, lambda_detail: float, lambda_nonlocal: float = 2.0,
+           neighbors: tuple[Tensor, Tensor] | None = None, rho: float = 1.0) -> Tensor:
+    """E (module docstring) for a, b [C, H, W]; edge from :func:`smoothness_weights`, detail from
+    :func:`detail_weights`."""
     t = a * source + b
-    e = (confidence * (t - guidance).square()).sum() + eps * (a - 1).square().sum()
-    for (dy, dx), w in zip(_OFFSETS, _edge_weights(source, sigma)):
+    e = rho * ((confidence * (t - guidance).square()).sum() + lambda_detail * (detail * (a - 1).square()).sum())
+    for (dy, dx), w in zip(_OFFSETS, edge):
         p, q = _pair_slices(dy, dx)
-        e = e + 2 * lambda_local * (w[p] * ((a[p] - a[q]).square() + (b[p] - b[q]).square())).sum()
+        e = e + (w[p] * ((a[p] - a[q]).square() + (b[p] - b[q]).square())).sum()
     if neighbors is not None:
         index, weight = neighbors
-        flat = t.reshape(3, -1).t()
-        e = e + lambda_nonlocal * (weight[..., None] * (flat[:, None] - flat[index]).square()).sum()
+        flat = t.reshape(t.shape[0], -1).t()
+        e = e + rho * lambda_nonlocal * (weight[..., None] * (flat[:, None] - flat[index]).square()).sum()
     return e
 
 
-def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, *,
-                     lambda_local: float = 0.125, lambda_nonlocal: float = 2.0,
-                     neighbors: tuple[Tensor, Tensor] | None = None, sigma: float = 0.1, eps: float = 1e-4,
-                     init: tuple[Tensor, Tensor] | None = None, max_iter: int = 200,
-                     tol: float = 2e-2) -> tuple[Tensor, Tensor]:
-    """Minimise E (module docstring) over a, b [3, H, W] by preconditioned conjugate gradient.
+def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge: Tensor, *,
+                     detail: Tensor, lambda_detail: float, lambda_nonlocal: float = 2.0,
+                     neighbors: tuple[Tensor, Tensor] | None = None, rho: float = 1.0,
+                     init: tuple[Tensor, Tensor] | None = None, max_iter: int = 300,
+                     tol: float = 1e-2) -> tuple[Tensor, Tensor]:
+    """Minimise E (module docstring) over a, b [C, H, W] by preconditioned conjugate gradient.
 
-    source, guidance [3, H, W] and confidence [H, W] share a device and float dtype;
-    neighbors is the (index, weight) pair of nonlocal_neighbors. Iterates from init (default
-    a = 1, b = 0) until, in every channel, the preconditioned residual norm sqrt(r^T M^-1 r)
-    is below tol times that of the right-hand side, or for max_iter iterations.
+    source, guidance [C, H, W], confidence [H, W], edge [4, H, W] (from :func:`smoothness_weights`)
+    and detail [C, H, W] (from :func:`detail_weights`) share a device and float dtype; neighbors is the
+    (index, weight) pair of :func:`colorizer.neighbors.nonlocal_neighbors`. Iterates from init
+    (default a = 1, b = the offset of the local means) until, in every channel, the preconditioned residual norm
+    sqrt(r^T M^-1 r) is below tol times that of the right-hand side, or for max_iter iterations.
     """
-    conf = confidence.expand_as(source)
-    edge = 2 * lambda_local * _edge_weights(source, sigma)
+    channels = source.shape[0]
+    conf = rho * confidence.expand_as(source)
+    prior = rho * lambda_detail * detail
     local_degree = edge.sum(0)
     fit = conf
     if neighbors is not None:
         adjacency, nl_degree = _nonlocal_graph(neighbors[0], neighbors[1].to(source.dtype))
-        fit = conf + lambda_nonlocal * nl_degree.reshape(source.shape[1:])
+        fit = conf + rho * lambda_nonlocal * nl_degree.reshape(source.shape[1:])
 
     def apply(x: Tensor) -> Tensor:
-        """Hessian / 2 of E times x = (a, b) [2, 3, H, W]."""
+        """Hessian / 2 of E times x = (a, b) [2, C, H, W]."""
         a, b = x
         t = torch.addcmul(b, a, source)
         data = fit * t
         if neighbors is not None:
-            data.sub_((adjacency @ t.reshape(3, -1).t()).t().reshape(t.shape), alpha=lambda_nonlocal)
+            nl = (adjacency @ t.reshape(channels, -1).t()).t().reshape(t.shape)
+            data.sub_(nl, alpha=rho * lambda_nonlocal)
         out = _laplacian(x, edge, local_degree)
-        out[0].addcmul_(source, data).add_(a, alpha=eps)
+        out[0].addcmul_(source, data).addcmul_(prior, a)
         out[1].add_(data)
         return out
 
     # Block-Jacobi: the per-pixel 2x2 blocks in (a, b) couple strongly through S, invert them exactly.
-    d_aa = fit * source.square() + local_degree + eps
+    d_aa = fit * source.square() + local_degree + prior
     d_ab = fit * source
     d_bb = fit + local_degree
     det = (d_aa * d_bb - d_ab.square()).clamp(min=torch.finfo(source.dtype).tiny)
@@ -146,13 +180,15 @@ def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, *,
         return z
 
     def dot(u: Tensor, v: Tensor) -> Tensor:
-        """Per-channel inner products, shaped [3, 1, 1] to scale [2, 3, H, W] tensors."""
+        """Per-channel inner products, shaped [C, 1, 1] to scale [2, C, H, W] tensors."""
         return (u * v).sum((0, 2, 3))[:, None, None]
 
     tiny = torch.finfo(source.dtype).tiny
-    rhs = torch.stack([source * conf * guidance + eps, conf * guidance])
+    rhs = torch.stack([source * conf * guidance + prior, conf * guidance])
     scale = dot(rhs, precondition(rhs))
-    x = torch.stack(init if init is not None else (torch.ones_like(source), torch.zeros_like(source))).to(source)
+    if init is None:
+        init = (torch.ones_like(source), box_filter(guidance, 1) - box_filter(source, 1))
+    x = torch.stack(init).to(source)
     r = rhs - apply(x)
     d = precondition(r)
     rz = dot(r, d)

@@ -1,9 +1,11 @@
 """Neural Color Transfer (He et al., "Progressive Color Transfer with Dense Semantic Correspondences").
 
-Coarse to fine, for L = 5..1: match VGG relu{L}_1 features of the current result against each
-reference both ways with PatchMatch, vote the references' colours into a guidance image, fit a
-local linear colour model ``T = a * S + b`` in Lab to that guidance, and apply it, upsampled with
-a guided filter, to the source. Each level starts from the coarser level's fields and model.
+``transfer`` prepares the images (working size, the references' VGG features, the source's
+feature clusters), then runs one level at a time, coarse to fine, for L = 5..1 (``_level``):
+match VGG relu{L}_1 features of the current result against each reference both ways with
+PatchMatch, vote the references' colours into a guidance image, fit a local linear colour model
+``T = a * S + b`` in Lab to that guidance, and apply it to the source. Each level starts from the
+coarser level's fields and model. Options and constants: :class:`colorizer.config.TransferConfig`.
 """
 
 from __future__ import annotations
@@ -20,21 +22,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .config import TransferConfig
 from .color import is_gray, lab_to_rgb, luminance, rgb_to_lab
 from .guided_filter import guided_filter, guided_upsample
 from .images import ImageError, ImageInput, load_image, to_pil, to_tensor
-from .local_linear import fit_local_linear
-from .neighbors import nonlocal_neighbors
+from .local_linear import detail_weights, fit_local_linear, smoothness_weights
+from .neighbors import feature_clusters, nonlocal_neighbors
 from .patchmatch import patchmatch, upsample_nnf
 from .vgg import VGGFeatures
 from .voting import bds_vote
 
-#: PatchMatch iterations per level: coarse levels start from random fields, fine ones are refined.
-_ITERATIONS = {5: 6, 4: 3, 3: 2, 2: 1, 1: 1}
-#: Random-search radius (in cells of that level) once a coarser field exists.
-_REFINE_RADIUS = 4
-#: Rows per strip when recolouring a full-resolution image.
-_STRIP_ROWS = 64
 #: Coarsest-level grid must keep at least this many cells on its short side.
 _MIN_CELLS = 4
 
@@ -47,10 +44,35 @@ class TransferOutput:
 
     image: Image.Image
     """The source recoloured, RGB, at the source's full resolution."""
-    levels: list[Image.Image] = field(default_factory=list)
-    """The intermediate result after each level run (coarsest first), at the working resolution."""
+    levels: dict[int, Image.Image] = field(default_factory=dict)
+    """Level number -> the result after that level (coarsest first), at the working resolution, full strength."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage, and ``total``."""
+
+
+@dataclass
+class _Scene:
+    """What every level reads: the source at working and full size, the references' features and colours."""
+
+    source_full: Tensor  # RGB [3, H, W] at full resolution
+    source_rgb: Tensor  # RGB at the working resolution
+    source_lab: Tensor  # normalised Lab (L in [0, 1], a and b about [-1, 1]) at the working resolution
+    first: int  # first Lab channel transferred: 0 for full colour, 1 keeps lightness
+    gray: bool
+    source_feats: dict[int, Tensor]  # a gray source's features at every level (its lightness never changes)
+    ref_feats: list[dict[int, Tensor]]
+    ref_labs: list[Tensor]
+    clusters: Tensor  # k-means labels of the source's relu5_1 cells, shared by all levels
+    generator: torch.Generator
+
+
+@dataclass
+class _State:
+    """What one level hands to the next."""
+
+    current: Tensor  # the result so far, RGB at the working resolution
+    fields: list[tuple[Tensor, Tensor] | None]  # per reference: NNFs source->reference, reference->source
+    coeffs: Tensor | None = None  # the model's a and b, stacked [2 * channels, h, w]
 
 
 class NeuralColorTransfer:
@@ -74,31 +96,19 @@ class NeuralColorTransfer:
         self,
         source: ImageInput,
         references: ImageInput | Sequence[ImageInput],
+        config: TransferConfig | None = None,
         *,
-        working_size: int = 512,
-        levels: Sequence[int] = (5, 4, 3, 2, 1),
-        completeness: float = 2.0,
-        lambda_local: float = 0.125,
-        lambda_nonlocal: float = 2.0,
-        clusters: int = 10,
-        neighbors: int = 8,
-        strength: float = 1.0,
-        keep_lightness: bool = True,
-        seed: int = 0,
         max_pixels: int | None = None,
         progress: ProgressCallback | None = None,
+        **options,
     ) -> TransferOutput:
         """Recolour ``source`` with the colours of ``references`` (one image or several).
 
-        A gray source is colorized: its lightness is kept and only chroma is transferred.
-        ``working_size`` is the long side matching runs at; the output is always full resolution.
-        ``levels`` are the VGG levels to run, coarse to fine (a subset of 5..1).
-        ``strength`` blends from the source (0) to the full transfer (1).
-        ``keep_lightness`` (default) transfers chroma only, as is always done for a gray source;
-        ``False`` fits the paper's model on all three Lab channels, lightness included.
-        ``progress(step, total, message)`` is called after each level.
+        Options are the fields of :class:`TransferConfig`, given as a config, as keywords, or both
+        (keywords win). A gray source is colorized: its lightness is kept. ``progress(step, total,
+        message)`` is called after each level.
         """
-        levels = _check_options(levels, working_size, strength, completeness, lambda_local, lambda_nonlocal)
+        config = (config or TransferConfig()).with_options(**options)
         refs = list(references) if isinstance(references, (list, tuple)) else [references]
         if not refs:
             raise ImageError("at least one reference image is needed")
@@ -106,85 +116,106 @@ class NeuralColorTransfer:
         ref_imgs = [load_image(r, name=f"reference {i + 1}", max_pixels=max_pixels) for i, r in enumerate(refs)]
 
         timer = _Timer(self.device)
-        gen = torch.Generator(self.device).manual_seed(seed)
+        scene = self._prepare(src_img, ref_imgs, config, timer)
+        state = _State(current=scene.source_rgb, fields=[None] * len(refs))
+        levels = {}
+        for step, level in enumerate(config.levels, start=1):
+            state = self._level(scene, state, level, config, timer)
+            levels[level] = to_pil(state.current)
+            if progress is not None:
+                progress(step, len(config.levels), f"level {level} done")
+        with timer("upsample"):
+            image = to_pil(_apply(state.coeffs, scene.source_full, scene.first, config.strength, config.strip_rows))
+        return TransferOutput(image=image, levels=levels, timings=dict(timer.seconds, total=timer.total()))
+
+    def _prepare(self, src_img: Image.Image, ref_imgs: list[Image.Image], config: TransferConfig,
+                 timer: "_Timer") -> _Scene:
+        """Images to tensors at the working size; the references' features; the source's clusters."""
         src_full = to_tensor(src_img, self.device)
         gray = is_gray(src_full)
-        first = 1 if gray or keep_lightness else 0  # the first Lab channel transferred: 1 keeps lightness
-        size = working_shape(src_img.size, working_size)
-        src_rgb = _resize(src_full, size)
-        src_lab = rgb_to_lab(src_rgb) / 100  # normalised Lab: L in [0, 1], a, b about [-1, 1]
-
+        src_rgb = _resize(src_full, working_shape(src_img.size, config.working_size))
+        gen = torch.Generator(self.device).manual_seed(config.seed)
         with timer("features"):
-            ref_rgbs = [_resize(to_tensor(r, self.device), working_shape(r.size, working_size)) for r in ref_imgs]
+            ref_rgbs = [_resize(to_tensor(r, self.device), working_shape(r.size, config.working_size)) for r in ref_imgs]
             # A gray source cannot be matched on colour: the references are seen in gray too.
-            ref_feats = [self._features(luminance(r).expand(3, -1, -1) if gray else r, levels) for r in ref_rgbs]
-            ref_labs = [rgb_to_lab(r) / 100 for r in ref_rgbs]
+            ref_feats = [self._features(luminance(r).expand(3, -1, -1) if gray else r, config.levels) for r in ref_rgbs]
             # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,
             # so what the VGG sees of it never changes: one pass serves every level.
-            src_feats = self._features(src_rgb, tuple(sorted({5, *levels}, reverse=True)) if gray else (5,))
+            src_feats = self._features(src_rgb, tuple(sorted({5, *config.levels}, reverse=True)) if gray else (5,))
+        with timer("model fit"):
+            clusters = feature_clusters(src_feats[5], config.clusters, generator=gen)
+        return _Scene(
+            source_full=src_full, source_rgb=src_rgb, source_lab=rgb_to_lab(src_rgb) / 100,
+            first=0 if config.transfer_lightness and not gray else 1, gray=gray,
+            source_feats=src_feats if gray else {}, ref_feats=ref_feats,
+            ref_labs=[rgb_to_lab(r) / 100 for r in ref_rgbs], clusters=clusters, generator=gen,
+        )
 
-        current = src_rgb
-        fields: list[tuple[Tensor, Tensor] | None] = [None] * len(refs)
-        coeffs: Tensor | None = None
-        outputs: list[Image.Image] = []
-        for step, level in enumerate(levels, start=1):
-            known = src_feats if gray or step == 1 else {}
-            with timer("features"):
-                feat_s = known[level] if level in known else self._features(current, (level,))[level]
-            h, w = feat_s.shape[-2:]
-            guides, costs = [], []
-            for i, (feats, lab) in enumerate(zip(ref_feats, ref_labs)):
-                feat_r = feats[level]
-                with timer("matching"):
-                    fields[i] = self._match(feat_s, feat_r, fields[i], level, gen)
-                with timer("voting"):
-                    st, ts = fields[i]
-                    lab_r = _resize(lab, feat_r.shape[-2:])
-                    guides.append(bds_vote(lab_r, st, ts, completeness=completeness))
-                    rebuilt = F.normalize(bds_vote(feat_r, st, ts, completeness=completeness), dim=0)
-                    costs.append((feat_s - rebuilt).pow(2).sum(0) / 4)
-            src_lab_l = _resize(src_lab, (h, w))
-            guide, cost = _select_reference(src_lab_l, torch.stack(guides), torch.stack(costs))
+    def _level(self, scene: _Scene, state: _State, level: int, config: TransferConfig, timer: "_Timer") -> _State:
+        """One level of the method: match, vote a guidance, fit the local linear model, apply it."""
+        # 1. Features of the current result (the coarsest level sees the source itself).
+        with timer("features"):
+            if level in scene.source_feats:
+                feat_s = scene.source_feats[level]
+            else:
+                feat_s = self._features(state.current, (level,))[level]
+        h, w = feat_s.shape[-2:]
 
-            with timer("model fit"):
-                nl = nonlocal_neighbors(src_feats[5], src_lab_l, clusters=clusters, k=neighbors, generator=gen)
-                init = None if coeffs is None else _resize(coeffs, (h, w)).chunk(2)
-                a, b = fit_local_linear(
-                    src_lab_l, guide, (1 - cost).clamp(0, 1),
-                    lambda_local=lambda_local, lambda_nonlocal=lambda_nonlocal, neighbors=nl, init=init,
-                )
-                coeffs = torch.cat([a, b])
+        # 2-3. Both nearest-neighbour fields per reference, and the references' colours voted through them.
+        fields, guides, distances = [], [], []
+        for feats, lab, previous in zip(scene.ref_feats, scene.ref_labs, state.fields):
+            feat_r = feats[level]
+            with timer("matching"):
+                st, ts, dist = self._match(feat_s, feat_r, previous, level, config, scene.generator)
+            with timer("voting"):
+                guides.append(bds_vote(_resize(lab, feat_r.shape[-2:]), st, ts, completeness=config.completeness))
+            fields.append((st, ts))
+            distances.append(dist)
+        src_lab = _resize(scene.source_lab, (h, w))
+        guide, dist = _select_reference(src_lab, torch.stack(guides), torch.stack(distances))
 
-            with timer("upsample"):
-                current = _apply(coeffs, src_rgb, strength, first)
-                outputs.append(to_pil(current))
-            if progress is not None:
-                progress(step, len(levels), f"level {level} done")
+        # 4. The local linear model, fitted to the guidance on the transferred channels only.
+        with timer("model fit"):
+            c = scene.first
+            source, guide = src_lab[c:], guide[c:]
+            # Patch distances of unit ReLU features lie in [0, 2]: 1 - d / 2 is the mean cosine similarity.
+            confidence = (1 - dist / 2).clamp_min(1e-6)
+            edge = smoothness_weights(src_lab[0], config.lambda_local, config.wls_alpha, config.wls_eps)
+            neighbors = nonlocal_neighbors(scene.clusters, src_lab, k=config.neighbors, sigma=config.nonlocal_sigma)
+            init = None if state.coeffs is None else _resize(state.coeffs, (h, w)).chunk(2)
+            rho = scene.source_rgb[0].numel() / (h * w)
+            a, b = fit_local_linear(
+                source, guide, confidence, edge, detail=detail_weights(source, config.detail_delta),
+                lambda_detail=config.lambda_detail, lambda_nonlocal=config.lambda_nonlocal, neighbors=neighbors,
+                rho=rho, init=init,
+            )
+            coeffs = torch.cat([a, b])
 
+        # 5. Applied to the source at the working resolution: the next level's input.
         with timer("upsample"):
-            result = to_pil(_apply(coeffs, src_full, strength, first))
-        timings = dict(timer.seconds, total=timer.total())
-        return TransferOutput(image=result, levels=outputs, timings=timings)
+            current = _apply(coeffs, scene.source_rgb, scene.first, 1.0, config.strip_rows)
+        return _State(current=current, fields=fields, coeffs=coeffs)
 
     def _features(self, rgb: Tensor, levels: Sequence[int]) -> dict[int, Tensor]:
         feats = self.vgg(rgb.unsqueeze(0), tuple(levels))
         return {k: F.normalize(v[0].float(), dim=0) for k, v in feats.items()}
 
     def _match(
-        self, feat_s: Tensor, feat_r: Tensor, previous: tuple[Tensor, Tensor] | None, level: int, gen: torch.Generator
-    ) -> tuple[Tensor, Tensor]:
-        """Both nearest-neighbour fields S->R and R->S, starting from the coarser level's."""
+        self, feat_s: Tensor, feat_r: Tensor, previous: tuple[Tensor, Tensor] | None, level: int,
+        config: TransferConfig, gen: torch.Generator,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Both nearest-neighbour fields S->R and R->S, starting from the coarser level's; and S->R's distances."""
         size_s, size_r = tuple(feat_s.shape[-2:]), tuple(feat_r.shape[-2:])
         if previous is None:
-            init_st = init_ts = radius = None
+            init_st = init_ts = radius = jump = None
         else:
             init_st = upsample_nnf(previous[0], size_s, size_r)
             init_ts = upsample_nnf(previous[1], size_r, size_s)
-            radius = _REFINE_RADIUS
-        iters = _ITERATIONS[level]
-        st, _ = patchmatch(feat_s, feat_r, init_st, iterations=iters, search_radius=radius, generator=gen)
-        ts, _ = patchmatch(feat_r, feat_s, init_ts, iterations=iters, search_radius=radius, generator=gen)
-        return st, ts
+            radius, jump = config.refine_radius, config.refine_jump
+        search = dict(iterations=config.iterations_at(level), search_radius=radius, max_jump=jump, generator=gen)
+        st, dist = patchmatch(feat_s, feat_r, init_st, **search)
+        ts, _ = patchmatch(feat_r, feat_s, init_ts, **search)
+        return st, ts, dist
 
 
 def _select_reference(src_lab: Tensor, guides: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
@@ -202,25 +233,26 @@ def _select_reference(src_lab: Tensor, guides: Tensor, costs: Tensor) -> tuple[T
     return guide, costs.gather(0, label)[0]
 
 
-def _apply(coeffs: Tensor, rgb: Tensor, strength: float, first: int) -> Tensor:
+def _apply(coeffs: Tensor, rgb: Tensor, first: int, strength: float, strip_rows: int) -> Tensor:
     """Upsample the model's coefficients to ``rgb``'s size, guided by it, and recolour it.
 
-    Only Lab channels ``first``.. are transformed (1: chroma only). The colour conversions run in
-    strips of rows so that a 12-megapixel image stays in cache instead of streaming through memory
-    a dozen times; the guided filter is steered by RGB, so no full-size Lab image is ever held.
+    ``coeffs`` holds a and b for Lab channels ``first``..2 (1: chroma only). ``strength`` blends
+    the transformed channels from the source (0) to the full transfer (1). The colour conversions
+    run in strips of rows so that a 12-megapixel image stays in cache instead of streaming through
+    memory a dozen times; the guided filter is steered by RGB, so no full-size Lab image is held.
     """
+    if coeffs.shape[-2:] != rgb.shape[-2:]:
+        coeffs = guided_upsample(rgb, coeffs, radius=max(1, coeffs.shape[-1] // 64), eps=1e-4)
     a, b = coeffs.chunk(2)
-    ab = torch.cat([a[first:], b[first:]])
-    if ab.shape[-2:] != rgb.shape[-2:]:
-        ab = guided_upsample(rgb, ab, radius=max(1, ab.shape[-1] // 64), eps=1e-4)
-    a, b = ab.chunk(2)
     out = torch.empty_like(rgb)
-    for r in range(0, rgb.shape[-2], _STRIP_ROWS):
-        rows = slice(r, r + _STRIP_ROWS)
+    for r in range(0, rgb.shape[-2], strip_rows):
+        rows = slice(r, r + strip_rows)
         lab = rgb_to_lab(rgb[:, rows]) / 100
         chans = lab[first:]
         lab[first:] = torch.lerp(chans, a[:, rows] * chans + b[:, rows], strength)
         out[:, rows] = lab_to_rgb(lab * 100)
+    if not torch.isfinite(out).all():
+        raise RuntimeError("the colour model produced non-finite values; try other options (e.g. smaller weights)")
     return out
 
 
@@ -236,19 +268,6 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x.unsqueeze(0), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-
-
-def _check_options(levels, working_size, strength, *weights) -> tuple[int, ...]:
-    levels = tuple(int(l) for l in levels)
-    if not levels or any(l not in range(1, 6) for l in levels) or list(levels) != sorted(set(levels), reverse=True):
-        raise ValueError(f"levels must be distinct values from 5 down to 1, coarse to fine; got {levels}")
-    if not 64 <= working_size <= 4096:
-        raise ValueError(f"working_size must be between 64 and 4096, got {working_size}")
-    if not 0 <= strength <= 1:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    if any(w < 0 for w in weights):
-        raise ValueError("completeness and smoothness weights must be non-negative")
-    return levels
 
 
 class _Timer:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .guided_filter import guided_upsample
+
 _BITS = 16  # per colour coordinate: 3 * 16 Morton bits + cluster id fit in an int64
 
 
@@ -77,30 +79,41 @@ def _zorder_knn(colors: Tensor, labels: Tensor, k: int, window: int, shift: floa
     return d2.index_select(1, rank), index.index_select(1, rank)
 
 
-def nonlocal_neighbors(features: Tensor, colors: Tensor, *, clusters: int = 10, k: int = 8,
-                       sigma: float = 0.1, kmeans_iters: int = 10, window: int = 6, shifts: int = 3,
-                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """k approximate nearest colour neighbours of every pixel within its deep-feature cluster.
+def feature_clusters(features: Tensor, clusters: int = 10, *, iters: int = 10,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """k-means labels [h, w] of the cells of deep features [C, h, w] (each cell L2-normalised).
 
-    features [C, h, w] (e.g. relu5_1 of the source, L2-normalised per cell before k-means) and
-    colors [3, H, W] (normalised Lab at the solve resolution). Cluster labels are upsampled
-    with nearest. The kNN search looks at `window` pixels on each side in `shifts` Z-orders,
-    shifted by j / shifts of the colour range (odd `shifts`: a dyadic shift such as 1/2 leaves
-    the finer octree levels unchanged). Returns index [H*W, k] (flat pixel indices, never the
-    pixel itself) and weight [H*W, k] = exp(-d^2 / (2 sigma^2)) with d the Lab distance;
-    slots left empty because a cluster has too few pixels point at the pixel itself with
-    weight 0. The default generator is seeded with 0, so results are deterministic.
+    Computed once per image: every level's non-local neighbourhoods use the same clusters.
+    The default generator is seeded with 0, so results are deterministic.
     """
-    if 2 * window < k or shifts % 2 == 0:
-        raise ValueError("need 2 * window >= k and an odd number of shifts")
     c, h, w = features.shape
-    _, height, width = colors.shape
     if generator is None:
         generator = torch.Generator(device=features.device).manual_seed(0)
     cells = F.normalize(features.reshape(c, -1).t().float(), dim=1)
-    cell_labels = _kmeans(cells, min(clusters, h * w), kmeans_iters, generator)
-    labels = F.interpolate(cell_labels.reshape(1, 1, h, w).float(), size=(height, width), mode="nearest")
-    labels = labels.flatten().long()
+    return _kmeans(cells, min(clusters, h * w), iters, generator).reshape(h, w)
+
+
+def nonlocal_neighbors(clusters: Tensor, colors: Tensor, *, k: int = 8, sigma: float = 0.1, window: int = 6,
+                       shifts: int = 3) -> tuple[Tensor, Tensor]:
+    """k approximate nearest colour neighbours of every pixel within its deep-feature cluster.
+
+    clusters [h, w] are labels from :func:`feature_clusters` (upsampled guided by the colours) and colors
+    [3, H, W] the colours at the solve resolution (normalised Lab). The kNN search looks at
+    `window` pixels on each side in `shifts` Z-orders, shifted by j / shifts of the colour range
+    (odd `shifts`: a dyadic shift such as 1/2 leaves the finer octree levels unchanged). Returns
+    index [H*W, k] (flat pixel indices, never the pixel itself) and weight [H*W, k] =
+    exp(-d^2 / (2 sigma^2)) with d the colour distance; slots left empty because a cluster has
+    too few pixels point at the pixel itself with weight 0.
+    """
+    if 2 * window < k or shifts % 2 == 0:
+        raise ValueError("need 2 * window >= k and an odd number of shifts")
+    _, height, width = colors.shape
+    if clusters.shape != (height, width):
+        # Upsampled along the image's edges, not the feature grid's: nearest upsampling would cut
+        # clusters into blocks of the cell size, and the non-local term would print those blocks.
+        one_hot = F.one_hot(clusters, int(clusters.max()) + 1).permute(2, 0, 1).to(colors.dtype)
+        clusters = guided_upsample(colors, one_hot, radius=1, eps=1e-3).argmax(0)
+    labels = clusters.flatten()
 
     pix = colors.reshape(3, -1)
     found = [_zorder_knn(pix, labels, k, window, j / shifts) for j in range(shifts)]

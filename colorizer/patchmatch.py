@@ -91,6 +91,20 @@ class _PatchCost:
         return dist.clamp_min_(0)  # rounding can dip below zero for identical patches
 
 
+def jump_schedule(h: int, w: int, max_jump: int | None = None) -> list[int]:
+    """Propagation distances, largest first: powers of two from ``max_jump`` (rounded down) to 1.
+
+    The default ``max_jump`` is the largest power of two below ``max(h, w)``: jumps
+    ``2^k, ..., 2, 1`` sum to ``2^(k+1) - 1 >= max(h, w) - 1``, so within one iteration a match
+    can be handed, coherently shifted, from any pixel to any other (jump flooding).
+    """
+    if max_jump is None:
+        max_jump = 1 << max(0, (max(h, w) - 1).bit_length() - 1)
+    if max_jump < 1:
+        raise ValueError(f"max_jump must be >= 1, got {max_jump}")
+    return [1 << i for i in range(max_jump.bit_length() - 1, -1, -1)]
+
+
 def _propagated(nnf: Tensor, dy: int, dx: int) -> Tensor:
     """Candidate field q(p) = nnf(p + delta) - delta; pixels whose neighbour is outside keep theirs."""
     cand = nnf.clone()
@@ -111,14 +125,18 @@ def patchmatch(
     iterations: int = 4,
     search_radius: int | None = None,
     generator: torch.Generator | None = None,
+    max_jump: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Approximate NNF from ``source`` [C,H,W] to ``target`` [C,Ht,Wt].
 
     ``init`` is a starting NNF (e.g. from :func:`upsample_nnf`); None draws a random one from
     ``generator`` (which must live on the inputs' device). Each iteration propagates matches from
-    the 4 neighbours, then random-searches around the current match with a radius halving from
-    ``search_radius`` (default ``max(Ht, Wt)``) down to 1. Returns (nnf [2,H,W] long,
-    distance [H,W]).
+    the 4 neighbours at distances ``max_jump``, ..., 4, 2, 1 (jump flooding, as in Deep Image
+    Analogy; the default spans the map, see :func:`jump_schedule`; ``max_jump=1`` is classic
+    one-cell propagation), then random-searches around the current match with a radius halving
+    from ``search_radius`` (default ``max(Ht, Wt)``) down to 1. Each jump distance costs 4
+    candidate passes, so a smaller ``max_jump`` trades reach for speed. Returns (nnf [2,H,W]
+    long, distance [H,W]).
     """
     (_, h, w), (_, ht, wt) = source.shape, target.shape
     dev = source.device
@@ -145,9 +163,12 @@ def patchmatch(
         dist[pix] = d[better]
 
     radius = search_radius or max(ht, wt)
+    jumps = jump_schedule(h, w, max_jump)
     for _ in range(iterations):
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            improve(_propagated(nnf, dy, dx))
+        for s in jumps:
+            for dy, dx in ((0, s), (0, -s), (s, 0), (-s, 0)):
+                if abs(dy) < h and abs(dx) < w:  # a long jump may fit along one side only
+                    improve(_propagated(nnf, dy, dx))
         r = radius
         while r >= 1:
             improve(nnf + torch.randint(-r, r + 1, nnf.shape, generator=generator, device=dev))

@@ -81,8 +81,8 @@ def test_transfer_several_references_and_options(client):
     source = EXAMPLES / "green_hills.jpg"
     out = client.predict(
         source=handle_file(source), reference=handle_file(EXAMPLES / "ochre_hills.jpg"),
-        reference_2=handle_file(EXAMPLES / "alpine_dusk.jpg"), working_size=192, coarsest_level=3,
-        completeness=1.0, smoothness_local=0.25, smoothness_nonlocal=1.0, strength=0.5, api_name="/transfer",
+        reference_2=handle_file(EXAMPLES / "alpine_dusk.jpg"), working_size=192, levels=[3, 2, 1],
+        completeness=1.0, lambda_local=0.25, lambda_nonlocal=1.0, lambda_detail=0.5, strength=0.5, api_name="/transfer",
     )
     assert Image.open(out).size == Image.open(source).size
 
@@ -95,8 +95,8 @@ def test_transfer_lightness_option(client):
 
     runs = {flag: client.predict(source=handle_file(source), reference=handle_file(reference), working_size=192,
                                  transfer_lightness=flag, api_name="/transfer") for flag in (False, True)}
-    assert np.abs(lightness(runs[False]) - lightness(source)).mean() < 1.5  # chroma only by default
-    assert np.abs(lightness(runs[True]) - lightness(source)).mean() > 3
+    assert np.abs(lightness(runs[False]) - lightness(source)).mean() < 1.5  # chroma only
+    assert np.abs(lightness(runs[True]) - lightness(source)).mean() > 3  # lightness too (the default)
 
 
 def test_colorize_endpoint(client, tmp_path):

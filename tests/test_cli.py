@@ -47,3 +47,13 @@ def test_output_problems_fail_before_work(tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     proc = _run("transfer", EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", "-o", tmp_path / "o.xyz")
     assert proc.returncode == 2 and "format" in proc.stderr
+
+
+def test_bad_option_values_fail_at_once(tmp_path):
+    for flag, value in (("--lambda-local", "inf"), ("--completeness", "nan"), ("--working-size", "10"),
+                        ("--levels", "3 4")):
+        proc = _run("transfer", EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", "-o", tmp_path / "o.png",
+                    flag, *value.split())
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+        assert flag[2:].replace("-", "_") in proc.stderr
+    assert not (tmp_path / "o.png").exists()

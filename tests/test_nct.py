@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colorizer import ImageError
+from colorizer import ImageError, TransferConfig
 from colorizer.color import delta_e_2000, rgb_to_lab
 from colorizer.images import to_tensor
 
@@ -26,23 +26,39 @@ def test_full_resolution_levels_timings_and_progress(nct):
     out = nct.transfer(source, Image.open(EXAMPLES / "alpine_dusk.jpg"), working_size=SIZE,
                        progress=lambda step, total, msg: calls.append((step, total)))
     assert out.image.size == (333, 171) and out.image.mode == "RGB"
-    assert len(out.levels) == 5 and calls == [(i, 5) for i in range(1, 6)]
+    assert list(out.levels) == [5, 4, 3, 2, 1] and calls == [(i, 5) for i in range(1, 6)]
     assert {"features", "matching", "voting", "model fit", "upsample", "total"} <= set(out.timings)
-    # The dusk reference is warm: the blue sky must have moved toward orange (b* up, a* up).
+    # The dusk reference is warm and dark: the blue sky must have moved toward orange (b* up), and darkened.
     src_lab, out_lab = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(out.image))
     assert out_lab[2, :40].mean() > src_lab[2, :40].mean() + 10
-    assert (out_lab[0] - src_lab[0]).abs().mean() < 1.5  # lightness kept by default (up to gamut clipping)
+    assert (out_lab[0] - src_lab[0]).mean() < -3
 
 
-def test_deterministic_per_seed_and_strength(nct):
+def test_deterministic_per_seed(nct):
     src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
     a = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
     b = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
     assert np.array_equal(np.asarray(a), np.asarray(b))
-    zero = nct.transfer(src, ref, working_size=SIZE, levels=(5,), strength=0).image
-    assert _mean_de(zero, Image.open(src)) < 0.5
-    full_lab = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), keep_lightness=False).image
-    assert np.abs(np.asarray(full_lab.convert("L"), float) - np.asarray(Image.open(src).convert("L"), float)).mean() > 3
+
+
+def test_strength_blends_the_output_only(nct):
+    src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
+    runs = {s: nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), strength=s) for s in (0.0, 0.5, 1.0)}
+    assert _mean_de(runs[0.0].image, Image.open(src)) < 0.5
+    # The levels do not depend on strength: it does not feed the next level's matching.
+    for s in (0.0, 0.5):
+        assert all(np.array_equal(np.asarray(runs[s].levels[k]), np.asarray(runs[1.0].levels[k])) for k in (5, 4))
+    # Half strength is halfway in Lab between the source and the full transfer (up to rounding and gamut clipping).
+    lab = {s: rgb_to_lab(to_tensor(r.image)) for s, r in runs.items()}
+    assert ((lab[0.5] - (lab[0.0] + lab[1.0]) / 2).abs().mean((1, 2)) < 1.0).all()
+
+
+def test_chroma_only_keeps_lightness(nct):
+    src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
+    chroma = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), transfer_lightness=False).image
+    lightness = {name: rgb_to_lab(to_tensor(img))[0] for name, img in (("out", chroma), ("src", Image.open(src)))}
+    assert (lightness["out"] - lightness["src"]).abs().mean() < 1.5  # up to gamut clipping
+    assert _mean_de(chroma, Image.open(src)) > 5
 
 
 def test_gray_source_keeps_lightness(nct):
@@ -75,14 +91,29 @@ def test_multiple_references_take_each_part_from_its_match(nct):
     [
         (dict(levels=(3, 4)), "levels"),
         (dict(levels=(6,)), "levels"),
+        (dict(levels=7), "levels"),
+        (dict(levels=()), "levels"),
         (dict(strength=1.5), "strength"),
         (dict(working_size=10), "working_size"),
-        (dict(completeness=-1), "non-negative"),
+        (dict(working_size="512"), "working_size"),
+        (dict(working_size=512.5), "working_size"),
+        (dict(completeness=-1), "completeness"),
+        (dict(lambda_local=float("inf")), "lambda_local"),
+        (dict(lambda_nonlocal=float("nan")), "lambda_nonlocal"),
+        (dict(lambda_detail=1e300), "lambda_detail"),
+        (dict(clusters=-3), "clusters"),
+        (dict(transfer_lightness="yes"), "transfer_lightness"),
+        (dict(keep_lightness=True), "unknown option"),
     ],
 )
-def test_bad_options(nct, kwargs, match):
+def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        nct.transfer(EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", **kwargs)
+        TransferConfig().with_options(**kwargs)
+
+
+def test_bad_options_fail_before_any_work(nct):
+    with pytest.raises(ValueError, match="working_size"):
+        nct.transfer(EXAMPLES / "coast_day.jpg", "no such file.jpg", working_size=10)
 
 
 def test_bad_images(nct, tmp_path):

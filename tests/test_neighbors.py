@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from colorizer.neighbors import nonlocal_neighbors
+from colorizer.neighbors import feature_clusters, nonlocal_neighbors
 
 
 def halves_features(h: int = 8, w: int = 8) -> torch.Tensor:
@@ -23,7 +23,7 @@ def lab_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 def test_shapes_weights_and_no_self_links():
     colors = lab_image(20, 26)
-    index, weight = nonlocal_neighbors(torch.rand(16, 5, 7), colors, clusters=3, k=8, sigma=0.2)
+    index, weight = nonlocal_neighbors(feature_clusters(torch.rand(16, 5, 7), 3), colors, k=8, sigma=0.2)
     n = 20 * 26
     assert index.shape == weight.shape == (n, 8) and index.dtype == torch.long
     assert (index != torch.arange(n)[:, None]).all()
@@ -37,7 +37,7 @@ def test_neighbours_stay_in_their_cluster_and_are_near_exact_knn():
     half = lab_image(32, 16)
     colors = torch.cat([half, half], 2)
     k = 8
-    index, _ = nonlocal_neighbors(halves_features(), colors, clusters=2, k=k)
+    index, _ = nonlocal_neighbors(feature_clusters(halves_features(32, 32), 2), colors, k=k)
     side = (torch.arange(32 * 32) % 32) >= 16
     assert (side[index] == side[:, None]).all()
 
@@ -54,19 +54,30 @@ def test_neighbours_stay_in_their_cluster_and_are_near_exact_knn():
 
 def test_deterministic():
     colors, features = lab_image(24, 24), torch.rand(8, 6, 6)
-    first = nonlocal_neighbors(features, colors, clusters=4)
-    second = nonlocal_neighbors(features, colors, clusters=4)
+    first = nonlocal_neighbors(feature_clusters(features, 4), colors)
+    second = nonlocal_neighbors(feature_clusters(features, 4), colors)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
-    seeded = nonlocal_neighbors(features, colors, clusters=4, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(first[0], seeded[0])
+    seeded = feature_clusters(features, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(feature_clusters(features, 4), seeded)
+
+
+def test_upsampled_clusters_follow_the_image_edges_not_the_cell_grid():
+    # Two clusters of cells split down the middle of a 4-cell-wide grid; the image's own edge is off the
+    # cell grid (at column 13 of 32): the labels must follow the image.
+    features = halves_features(8, 4)
+    colors = torch.zeros(3, 32, 32)
+    colors[0, :, 13:] = 1.0
+    index, _ = nonlocal_neighbors(feature_clusters(features, 2), colors, k=4)
+    right = torch.arange(32 * 32) % 32 >= 13
+    assert (right[index] == right[:, None]).all()
 
 
 def test_small_cluster_leaves_empty_slots_pointing_at_self():
-    features = torch.zeros(2, 4, 4)
+    features = torch.zeros(2, 8, 8)
     features[0] = 1.0
-    features[:, 0, 0] = torch.tensor([0.0, 1.0])  # one cell = 2x2 pixels of its own cluster
+    features[:, :2, :2] = torch.tensor([0.0, 1.0])[:, None, None]  # 2x2 pixels of their own cluster
     colors = lab_image(8, 8)
-    index, weight = nonlocal_neighbors(features, colors, clusters=2, k=8)
+    index, weight = nonlocal_neighbors(feature_clusters(features, 2), colors, k=8)
     lonely = torch.tensor([0, 1, 8, 9])
     own = torch.arange(64)[:, None].expand(64, 8)
     for p in lonely:

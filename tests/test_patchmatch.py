@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from colorizer.patchmatch import brute_force_nnf, patchmatch, upsample_nnf
+from colorizer.patchmatch import brute_force_nnf, jump_schedule, patchmatch, upsample_nnf
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -86,6 +86,70 @@ def test_init_is_respected():
         patchmatch(a, b, exact[:, :5])
 
 
+def noisy_roll(a: torch.Tensor, shift: tuple[int, int], seed: int, noise: float = 0.2) -> torch.Tensor:
+    """``a`` circularly shifted (b(p + shift) = a(p)), plus noise, renormalised."""
+    n = torch.randn(a.shape, generator=torch.Generator().manual_seed(seed))
+    return F.normalize(torch.roll(a, shift, dims=(1, 2)) + noise * n, dim=0)
+
+
+def exact_fraction(dist: torch.Tensor, exact: torch.Tensor) -> float:
+    """Share of pixels whose match is as good as the exhaustive search's (to 1e-4)."""
+    return (dist <= exact + 1e-4).float().mean().item()
+
+
+def test_jump_schedule():
+    assert jump_schedule(24, 32) == [16, 8, 4, 2, 1]  # 16 + 8 + ... + 1 = 31 spans the map
+    assert jump_schedule(33, 20) == [32, 16, 8, 4, 2, 1]
+    assert jump_schedule(384, 512) == [256, 128, 64, 32, 16, 8, 4, 2, 1]
+    assert jump_schedule(1, 1) == jump_schedule(2, 1) == [1]
+    assert jump_schedule(100, 100, max_jump=8) == jump_schedule(100, 100, max_jump=13) == [8, 4, 2, 1]
+    with pytest.raises(ValueError):
+        jump_schedule(8, 8, max_jump=0)
+
+
+# The two tests below run the pipeline's schedule (nct: 6 iterations from a random field at L5, then
+# 1 iteration of radius 4 around the upsampled field) on textured features: every cell distinct, so
+# only an exact hit counts and matches must spread by propagation. (Smooth features would not test
+# this: there the random search's shrinking radius homes in on a match by itself.) Each test also
+# runs one-cell propagation (max_jump=1, the former algorithm) and checks that it fails: were it to
+# pass, the test would no longer tell whether matches travel across the map.
+
+
+def test_random_start_finds_a_far_shift_in_the_coarsest_level_schedule():
+    fractions = {}
+    for seed in range(3):
+        a = unit_features(64, 24, 32, 20 + seed)  # an L5-sized map
+        b = noisy_roll(a, (9, 15), 30 + seed)  # matches 9 and 15 cells away, wrapping around
+        _, exact = brute_force_nnf(a, b)
+        for max_jump in (None, 1):
+            _, dist = patchmatch(a, b, iterations=6, max_jump=max_jump, generator=torch.Generator().manual_seed(seed))
+            fractions.setdefault(max_jump, []).append(exact_fraction(dist, exact))
+    assert min(fractions[None]) >= 0.95, fractions
+    assert sum(fractions[1]) / 3 < 0.9, fractions
+
+
+def test_refinement_repairs_a_band_the_coarse_level_got_wrong():
+    h, w, shift = 48, 64, (6, 14)
+    a = unit_features(64, h, w, 40)
+    b = noisy_roll(a, shift, 41)
+    _, exact = brute_force_nnf(a, b)
+    # The coarse maps are the fine ones pooled, except that a band of coarse columns looks like target
+    # content 6 coarse cells further right: the exact coarse field there is 12 fine cells off, out of
+    # reach of the radius-4 search. The correct shift survives left and right of the band.
+    coarse_a, coarse_b = (F.normalize(F.avg_pool2d(x, 2), dim=0) for x in (a, b))
+    decoy = torch.roll(coarse_b, (-shift[0] // 2, -shift[1] // 2 - 6), dims=(1, 2))
+    coarse_a[:, :, 8:24] = decoy[:, :, 8:24]
+    coarse, _ = brute_force_nnf(coarse_a, coarse_b)
+    init = upsample_nnf(coarse, (h, w), (h, w))
+    assert exact_fraction(patchmatch(a, b, init, iterations=0)[1], exact) < 0.5
+    fractions = {}
+    for max_jump in (None, 1):
+        _, dist = patchmatch(a, b, init, iterations=1, search_radius=4, max_jump=max_jump,
+                             generator=torch.Generator().manual_seed(0))
+        fractions[max_jump] = exact_fraction(dist, exact)
+    assert fractions[None] >= 0.95 and fractions[1] < 0.6, fractions
+
+
 def test_upsample_identity_is_identity():
     assert torch.equal(upsample_nnf(identity(5, 6), (10, 12), (10, 12)), identity(10, 12))
 
@@ -98,3 +162,9 @@ def test_upsample_sends_children_to_children():
     # coordinates beyond the new target are clamped into it
     far = upsample_nnf(torch.full((2, 2, 2), 1), (4, 4), (3, 3), prev_target_size=(2, 2))
     assert far.max() == 2
+
+
+def test_long_jumps_on_a_map_much_wider_than_high():
+    a, b = unit_features(4, 6, 40, 7), unit_features(4, 6, 40, 8)
+    nnf, dist = patchmatch(a, b, iterations=2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3), atol=1e-5, rtol=0)

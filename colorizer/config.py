@@ -1,0 +1,102 @@
+"""Every option and constant of Neural Color Transfer, with its default and the reason for it.
+
+One name per option: the library (``NeuralColorTransfer.transfer(..., working_size=...)``), the
+command line (``--working-size``) and the app's API (``working_size``) all use these fields.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+LEVELS = (5, 4, 3, 2, 1)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Options of :meth:`colorizer.NeuralColorTransfer.transfer`. ``options()`` lists the user-facing ones."""
+
+    working_size: int = field(default=512, metadata=dict(
+        help="long side that matching runs at; the output is always at the source's full resolution",
+        low=64, high=4096))
+    levels: tuple[int, ...] = field(default=LEVELS, metadata=dict(
+        help="VGG levels to run, coarse to fine, a subset of 5 4 3 2 1 (e.g. 3 2 1 is faster)"))
+    transfer_lightness: bool = field(default=True, metadata=dict(
+        help="transfer lightness as well as colour (the paper's model); off: chroma only. "
+             "A gray source always keeps its lightness"))
+    strength: float = field(default=1.0, metadata=dict(
+        help="0 keeps the source, 1 is the full transfer (applied to the output only)", low=0.0, high=1.0))
+    completeness: float = field(default=2.0, metadata=dict(
+        help="weight of the reference-to-source votes in the guidance (the paper's 2); lower it for "
+             "less similar pairs", low=0.0, high=100.0))
+    lambda_local: float = field(default=0.125, metadata=dict(
+        help="local smoothness of the colour model (the paper's 0.125): WLS weight lambda / (|dL|^1.2 + 1e-4)",
+        low=0.0, high=100.0))
+    lambda_nonlocal: float = field(default=2.0, metadata=dict(
+        help="consistency among pixels of similar colour and content (the paper's 2.0)", low=0.0, high=100.0))
+    lambda_detail: float = field(default=5.0, metadata=dict(
+        help="weight of the detail term: what the colour model adds to or removes from the source's local "
+             "contrast costs this much, so detail is not washed out (not in the paper; see "
+             "colorizer/local_linear.py)", low=0.0, high=1000.0))
+    clusters: int = field(default=10, metadata=dict(
+        help="k-means clusters of relu5_1 features that bound the non-local neighbourhoods (the paper's 10)",
+        low=1, high=64))
+    neighbors: int = field(default=8, metadata=dict(
+        help="non-local neighbours per pixel (the paper's 8)", low=1, high=12))
+    seed: int = field(default=0, metadata=dict(help="random seed; results are deterministic per seed",
+                                               low=0, high=2**63 - 1))
+
+    # Constants of the method, documented here rather than scattered through the code.
+    #: WLS smoothness exponent and floor (the official implementation's 1.2 and 1e-4).
+    wls_alpha: float = 1.2
+    wls_eps: float = 1e-4
+    #: Noise floor of the detail term, in normalised Lab (1 = 100 L*): 1 L* unit.
+    detail_delta: float = 0.01
+    #: Colour bandwidth of the non-local weights, in normalised Lab.
+    nonlocal_sigma: float = 0.1
+    #: PatchMatch iterations per level: L5 starts from random fields, finer levels refine the
+    #: upsampled coarser ones. Propagation jumps (jump flooding), so few iterations suffice:
+    #: with jumps, 5 at L5 match what 6 gave with one-cell steps (tests/test_patchmatch.py).
+    iterations: tuple[tuple[int, int], ...] = ((5, 5), (4, 2), (3, 1), (2, 1), (1, 1))
+    #: Longest propagation jump once a coarser field exists, in cells (Deep Image Analogy's
+    #: 8, 4, 2, 1); from L5's random start jumps span the whole map.
+    refine_jump: int = 8
+    #: Random-search radius (in cells of that level) once a coarser field exists.
+    refine_radius: int = 4
+    #: Rows per strip when recolouring a full-resolution image (keeps 12 MP in cache).
+    strip_rows: int = 64
+
+    def __post_init__(self) -> None:
+        levels = tuple(self.levels) if isinstance(self.levels, (list, tuple)) else (self.levels,)
+        if (not levels or not all(isinstance(v, int) and not isinstance(v, bool) for v in levels)
+                or any(v not in LEVELS for v in levels) or list(levels) != sorted(set(levels), reverse=True)):
+            raise ValueError(f"levels must be distinct integers from 5 down to 1, coarse to fine; got {self.levels!r}")
+        object.__setattr__(self, "levels", levels)
+        if not isinstance(self.transfer_lightness, bool):
+            raise ValueError(f"transfer_lightness must be True or False, got {self.transfer_lightness!r}")
+        for f in fields(self):
+            low, high = f.metadata.get("low"), f.metadata.get("high")
+            if low is None:
+                continue
+            value = getattr(self, f.name)
+            kind = int if isinstance(low, int) else float
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+                raise ValueError(f"{f.name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"{f.name} must be between {low} and {high}, got {value!r}")
+
+    def iterations_at(self, level: int) -> int:
+        return dict(self.iterations)[level]
+
+    def with_options(self, **options) -> "TransferConfig":
+        """A copy with some options changed (validated); unknown names raise ValueError."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}; options are {', '.join(sorted(known))}")
+        return replace(self, **options)
+
+    @classmethod
+    def options(cls) -> dict[str, object]:
+        """The user-facing options: name -> dataclass field (with ``help`` and range in its metadata)."""
+        return {f.name: f for f in fields(cls) if "help" in f.metadata}
