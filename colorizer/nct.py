@@ -59,7 +59,7 @@ class _Scene:
     source_lab: Tensor  # normalised Lab (L in [0, 1], a and b about [-1, 1]) at the working resolution
     first: int  # first Lab channel transferred: 0 for full colour, 1 keeps lightness
     gray: bool
-    source_feats: dict[int, Tensor]  # a gray source's features at every level (its lightness never changes)
+    source_feats: dict[int, Tensor]  # the source's features: relu5_1, and every level's for a gray source
     ref_feats: list[dict[int, Tensor]]
     ref_labs: list[Tensor]
     clusters: Tensor  # k-means labels of the source's relu5_1 cells, shared by all levels
@@ -147,15 +147,16 @@ class NeuralColorTransfer:
         return _Scene(
             source_full=src_full, source_rgb=src_rgb, source_lab=rgb_to_lab(src_rgb) / 100,
             first=0 if config.transfer_lightness and not gray else 1, gray=gray,
-            source_feats=src_feats if gray else {}, ref_feats=ref_feats,
+            source_feats=src_feats, ref_feats=ref_feats,
             ref_labs=[rgb_to_lab(r) / 100 for r in ref_rgbs], clusters=clusters, generator=gen,
         )
 
     def _level(self, scene: _Scene, state: _State, level: int, config: TransferConfig, timer: "_Timer") -> _State:
         """One level of the method: match, vote a guidance, fit the local linear model, apply it."""
-        # 1. Features of the current result (the coarsest level sees the source itself).
+        # 1. Features of the current result. The first level sees the source itself, and so does every
+        # level of a gray source (its lightness is kept): their features were computed once.
         with timer("features"):
-            if level in scene.source_feats:
+            if (scene.gray or state.coeffs is None) and level in scene.source_feats:
                 feat_s = scene.source_feats[level]
             else:
                 feat_s = self._features(state.current, (level,))[level]
@@ -240,6 +241,8 @@ def _apply(coeffs: Tensor, rgb: Tensor, first: int, strength: float, strip_rows:
     the transformed channels from the source (0) to the full transfer (1). The colour conversions
     run in strips of rows so that a 12-megapixel image stays in cache instead of streaming through
     memory a dozen times; the guided filter is steered by RGB, so no full-size Lab image is held.
+    (The official implementation smooths bilinearly upsampled coefficients with a WLS solve at full
+    resolution instead; the guided filter is the fast edge-aware stand-in for it.)
     """
     if coeffs.shape[-2:] != rgb.shape[-2:]:
         coeffs = guided_upsample(rgb, coeffs, radius=max(1, coeffs.shape[-1] // 64), eps=1e-4)

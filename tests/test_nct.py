@@ -128,18 +128,44 @@ def test_bad_images(nct, tmp_path):
 
 
 def test_quality_floor_on_held_out_photos(nct):
-    """A regression guard: on real held-out photos the pipeline must stay clearly better than the naive baseline."""
+    """A regression guard on real photos, sized for CI; the benchmark (benchmarks/nct_quality.py) measures quality."""
     if not PHOTOS.is_dir():
         pytest.skip("needs ../shared/data/photos")
-    from benchmarks.baselines import vgg_nearest_neighbour
-    from benchmarks.protocol import CASES, benchmark_photos, make_case, score
+    from benchmarks.baselines import reinhard
+    from benchmarks.protocol import benchmark_photos, make_case, make_pair_case, photo_pairs, score
 
-    ours, naive = {k: [] for k in CASES}, {k: [] for k in CASES}
-    for path in benchmark_photos(2):
-        for kind in CASES:
-            case = make_case(path, kind)
-            ours[kind].append(score(nct.transfer(case.source, case.reference).image, case.truth)[0])
-            naive[kind].append(score(vgg_nearest_neighbour(nct.vgg, case.source, case.reference), case.truth)[0])
-    for kind in CASES:
-        ours_mean, naive_mean = statistics.mean(ours[kind]), statistics.mean(naive[kind])
-        assert ours_mean < 4.5 and ours_mean < 0.85 * naive_mean, (kind, ours_mean, naive_mean)
+    cases = [make_case(p, kind) for p in benchmark_photos(2) for kind in ("recolor", "colorize", "restyle", "regrade-self")]
+    gate = [(a, b) for a, b in photo_pairs() if "brandenburg" in a.name]  # two photos of one scene in the same light
+    cases += [make_pair_case(a, b) for a, b in gate]
+    ours, peer = {}, {}
+    for case in cases:
+        ours.setdefault(case.kind, []).append(score(nct.transfer(case.source, case.references).image, case.truth)[0])
+        peer.setdefault(case.kind, []).append(score(reinhard(case.source, case.reference), case.truth)[0])
+    for kind in ours:
+        # Reinhard is a global transfer: a method that uses correspondences must be far better where they exist.
+        factor = 0.5 if kind in ("recolor", "colorize", "restyle") else 0.8
+        assert statistics.mean(ours[kind]) < factor * statistics.mean(peer[kind]), (kind, ours[kind], peer[kind])
+
+
+def test_reference_structure_does_not_ghost_into_flat_regions(nct):
+    """A flat wall in the source, a striped one in the reference: the colour moves, the stripes must not."""
+    g = np.random.default_rng(0)
+    h, w = 192, 256
+    source = np.empty((h, w, 3))
+    source[:] = (70, 110, 170)  # a flat blue wall ...
+    source[64:128, 96:160] = (30, 30, 30)  # ... with a dark window
+    source += g.normal(0, 1.5, source.shape)  # sensor noise
+    reference = np.empty((h, w, 3))
+    stripes = (np.arange(w) // 6) % 2 == 0
+    reference[:] = np.where(stripes[:, None], (235, 150, 60), (120, 60, 20))  # an orange striped wall
+    reference[64:128, 96:160] = (30, 30, 30)
+    to_image = lambda a: Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))  # noqa: E731
+    out = np.asarray(nct.transfer(to_image(source), to_image(reference), working_size=SIZE).image, float)
+    wall = (slice(16, 48), slice(16, -16))  # above the window, away from the borders
+    src_lab, out_lab, ref_lab = (rgb_to_lab(to_tensor(to_image(a)))[:, wall[0], wall[1]]
+                                 for a in (source, out, reference))
+    # The colour moved most of the way to the reference's mean ...
+    moved = (out_lab.mean((1, 2)) - ref_lab.mean((1, 2))).norm() / (src_lab.mean((1, 2)) - ref_lab.mean((1, 2))).norm()
+    assert moved < 0.5, moved
+    # ... but the wall stayed flat: its spread is the source's noise, not the stripes (their std is ~20 L*).
+    assert out_lab.std((1, 2)).max() < 2 * src_lab.std((1, 2)).max() + 0.5, (out_lab.std((1, 2)), src_lab.std((1, 2)))
