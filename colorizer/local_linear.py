@@ -134,8 +134,8 @@ def energy(a: Tensor, b: Tensor, source: Tensor, guidance: Tensor, confidence: T
 def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge: Tensor, *,
                      detail: Tensor, lambda_detail: float, lambda_nonlocal: float = 2.0,
                      neighbors: tuple[Tensor, Tensor] | None = None, rho: float = 1.0,
-                     init: tuple[Tensor, Tensor] | None = None, max_iter: int = 200,
-                     tol: float = 2e-2) -> tuple[Tensor, Tensor]:
+                     init: tuple[Tensor, Tensor] | None = None, max_iter: int = 300,
+                     tol: float = 1e-2) -> tuple[Tensor, Tensor]:
     """Minimise E (module docstring) over a, b [C, H, W] by preconditioned conjugate gradient.
 
     source, guidance [C, H, W], confidence [H, W], edge [4, H, W] (from :func:`smoothness_weights`)

@@ -143,8 +143,7 @@ def test_quality_floor_on_held_out_photos(nct):
         peer.setdefault(case.kind, []).append(score(reinhard(case.source, case.reference), case.truth)[0])
     for kind in ours:
         # Reinhard is a global transfer: a method that uses correspondences must be far better where they exist.
-        factor = 0.5 if kind in ("recolor", "colorize", "restyle") else 0.8
-        assert statistics.mean(ours[kind]) < factor * statistics.mean(peer[kind]), (kind, ours[kind], peer[kind])
+        assert statistics.mean(ours[kind]) < 0.7 * statistics.mean(peer[kind]), (kind, ours[kind], peer[kind])
 
 
 def test_reference_structure_does_not_ghost_into_flat_regions(nct):
