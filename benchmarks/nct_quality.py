@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import json
 import statistics
 import time
@@ -42,7 +41,7 @@ from colorizer import NeuralColorTransfer
 from .baselines import color_matcher, reinhard, side_by_side, vgg_nearest_neighbour
 from .protocol import (
     PAIR_CASES, PHOTO_CASES, ROOT, SHARED_PAIRS, SHARED_PHOTOS, Case, benchmark_photos, make_case, make_pair_case,
-    photo_pairs, score,
+    pair_groups, photo_pairs, score,
 )
 
 DEFAULT_VGG = ROOT.parent / "shared" / "weights" / "vgg16_imagenet_features.safetensors"
@@ -105,16 +104,6 @@ def evaluate(case: Case, case_id: str, methods: list[Method]) -> tuple[list[Reco
     print(f"{case.name:>36} {case.kind:>20}: " + "  ".join(f"{r.dE:10.2f}" for r in records)
           + f"  (ours {records[-1].seconds:.1f} s)", flush=True)
     return records, outputs
-
-
-def pair_groups(path: Path = SHARED_PAIRS) -> dict[tuple[Path, Path], str]:
-    """The group of ``pairs.csv`` of each directed pair (a, b), keyed as :func:`protocol.photo_pairs` gives them."""
-    groups = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            a, b = path.parent / row["a"], path.parent / row["b"]
-            groups[a, b] = groups[b, a] = row["group"]
-    return groups
 
 
 def sheet_selection(pairs: list[tuple[Path, Path]], groups: dict[tuple[Path, Path], str], rows: int) -> list[int]:

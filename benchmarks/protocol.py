@@ -124,11 +124,19 @@ def make_case(path: Path, kind: str, seed: int = 0, long_side: int = 512) -> Cas
     return Case(path.stem, kind, source, [_mirrored_crop(ref_from, rng)], truth)
 
 
+def pair_groups(path: Path = SHARED_PAIRS) -> dict[tuple[Path, Path], str]:
+    """The photo pairs (a, b) of ``pairs.csv``, each in both directions, in file order -> their group."""
+    groups = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            a, b = path.parent / row["a"], path.parent / row["b"]
+            groups[a, b] = groups[b, a] = row["group"]
+    return groups
+
+
 def photo_pairs(path: Path = SHARED_PAIRS) -> list[tuple[Path, Path]]:
     """The (a, b) photo pairs of ``pairs.csv``, each in both directions."""
-    with open(path, newline="") as f:
-        rows = [(path.parent / r["a"], path.parent / r["b"]) for r in csv.DictReader(f)]
-    return [d for a, b in rows for d in ((a, b), (b, a))]
+    return list(pair_groups(path))
 
 
 def make_pair_case(a: Path, b: Path, seed: int = 0, long_side: int = 512) -> Case:

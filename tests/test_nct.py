@@ -4,7 +4,6 @@ import statistics
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from colorizer import ImageError, TransferConfig
