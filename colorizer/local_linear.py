@@ -55,7 +55,7 @@ def _pair_slices(dy: int, dx: int) -> tuple[tuple, tuple]:
     return (..., slice(0, -dy or None), slice(0, -dx or None)), (..., slice(dy, None), slice(dx, None))
 
 
-def smoothness_weights(lightness: Tensor, lambda_local: float, alpha: float = 1.2, eps: float = 1e-4) -> Tensor:
+def smoothness_weights(lightness: Tensor, lambda_local: float, alpha: float, eps: float) -> Tensor:
     """WLS weights [4, H, W] from lightness [H, W] in [0, 1]: towards +offset (first 2) and -offset (last 2), 0 off-image.
 
     Each unordered pair is counted once, from either end.
@@ -69,7 +69,7 @@ def smoothness_weights(lightness: Tensor, lambda_local: float, alpha: float = 1.
     return edge
 
 
-def detail_weights(source: Tensor, delta: float = 0.01) -> Tensor:
+def detail_weights(source: Tensor, delta: float) -> Tensor:
     """Weights [C, H, W] of the detail term: the source's local variance over 3x3 windows, plus delta^2."""
     return (box_filter(source.square(), 1) - box_filter(source, 1).square()).clamp_min(0) + delta**2
 

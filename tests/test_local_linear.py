@@ -4,10 +4,12 @@ import math
 import pytest
 import torch
 
+from colorizer.config import TransferConfig
 from colorizer.local_linear import detail_weights, energy, fit_local_linear, smoothness_weights
 from colorizer.neighbors import feature_clusters, nonlocal_neighbors
 
 D = torch.float64
+CONSTANTS = TransferConfig()  # the method's WLS exponent and floor, and the detail term's noise floor
 
 
 def small_problem(h: int = 5, w: int = 6, k: int = 3, seed: int = 0):
@@ -23,13 +25,13 @@ def small_problem(h: int = 5, w: int = 6, k: int = 3, seed: int = 0):
 
 
 def dense_reference(source, guidance, confidence, neighbors, *, lambda_local, lambda_nonlocal, lambda_detail, rho,
-                    alpha=1.2, eps=1e-4):
+                    alpha=CONSTANTS.wls_alpha, eps=CONSTANTS.wls_eps):
     """Least-squares rows of E written out term by term; unknowns ordered like stack([a, b]).flatten()."""
     c_count, h, w = source.shape
     n = h * w
     s, gd, cf = source.reshape(c_count, n), guidance.reshape(c_count, n), confidence.reshape(n)
     lightness = source[0].reshape(n)
-    detail = detail_weights(source).reshape(c_count, n)
+    detail = detail_weights(source, CONSTANTS.detail_delta).reshape(c_count, n)
     rows, rhs = [], []
 
     def row(coefs: dict[int, float], weight: float, target: float = 0.0) -> None:
@@ -67,16 +69,20 @@ def dense_reference(source, guidance, confidence, neighbors, *, lambda_local, la
     return a_ref, b_ref, (jac @ x - target).square().sum()
 
 
+def _terms(source, lambda_local):
+    """The smoothness weights and detail weights, as the pipeline builds them."""
+    edge = smoothness_weights(source[0], lambda_local, CONSTANTS.wls_alpha, CONSTANTS.wls_eps)
+    return edge, detail_weights(source, CONSTANTS.detail_delta)
+
+
 def fit(source, guidance, confidence, *, lambda_local=0.125, lambda_detail=0.05, **kwargs):
-    edge = smoothness_weights(source[0], lambda_local)
-    return fit_local_linear(source, guidance, confidence, edge, detail=detail_weights(source),
-                            lambda_detail=lambda_detail, **kwargs)
+    edge, detail = _terms(source, lambda_local)
+    return fit_local_linear(source, guidance, confidence, edge, detail=detail, lambda_detail=lambda_detail, **kwargs)
 
 
 def total_energy(a, b, source, guidance, confidence, *, lambda_local=0.125, lambda_detail=0.05, **kwargs):
-    edge = smoothness_weights(source[0], lambda_local)
-    return energy(a, b, source, guidance, confidence, edge, detail=detail_weights(source),
-                  lambda_detail=lambda_detail, **kwargs)
+    edge, detail = _terms(source, lambda_local)
+    return energy(a, b, source, guidance, confidence, edge, detail=detail, lambda_detail=lambda_detail, **kwargs)
 
 
 @pytest.mark.parametrize("with_neighbors", [True, False])
