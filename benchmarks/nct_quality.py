@@ -164,7 +164,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     kinds = [k for k in args.cases if any(r.kind == k for r in records)]
-    print(f"\n{len(photos)} held-out photos, {len(pairs)} directed pairs, working size {args.working_size}, VGG {nct.vgg.name} on "
+    print(f"\n{len(photos)} held-out photos, {len(pairs)} directed pairs, working size {args.working_size}, "
+          f"VGG {nct.vgg.name} on "
           f"{nct.device.type}, options {options}, {seconds:.0f} s\n")
     print(results_table(records, methods, kinds))
     print("\n\\* color-matcher 0.6.0 runs `ColorMatcher().transfer(method='hm-mvgd-hm')` as histogram matching, "

@@ -12,5 +12,7 @@ from .images import ImageError
 from .nct import NeuralColorTransfer, TransferOutput
 from .style_colorizer import StyleColorizer
 
-__all__ = ["NeuralColorTransfer", "TransferConfig", "TransferOutput", "StyleColorizer", "ImageError", "WeightsNotFoundError"]
+__all__ = [
+    "NeuralColorTransfer", "TransferConfig", "TransferOutput", "StyleColorizer", "ImageError", "WeightsNotFoundError",
+]
 __version__ = "0.1.0"

@@ -80,7 +80,8 @@ class TransferConfig:
                 continue
             value = getattr(self, f.name)
             kind = int if isinstance(low, int) else float
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            wrong_type = not isinstance(value, int if kind is int else (int, float))
+            if isinstance(value, bool) or wrong_type:
                 raise ValueError(f"{f.name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
             if not (math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"{f.name} must be between {low} and {high}, got {value!r}")

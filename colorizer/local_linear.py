@@ -56,7 +56,7 @@ def _pair_slices(dy: int, dx: int) -> tuple[tuple, tuple]:
 
 
 def smoothness_weights(lightness: Tensor, lambda_local: float, alpha: float, eps: float) -> Tensor:
-    """WLS weights [4, H, W] from lightness [H, W] in [0, 1]: towards +offset (first 2) and -offset (last 2), 0 off-image.
+    """WLS weights [4, H, W] from lightness [H, W] in [0, 1]: towards +offset (first 2), -offset (last 2), 0 off-image.
 
     Each unordered pair is counted once, from either end.
     """

@@ -136,7 +136,8 @@ class NeuralColorTransfer:
         src_rgb = _resize(src_full, working_shape(src_img.size, config.working_size))
         gen = torch.Generator(self.device).manual_seed(config.seed)
         with timer("features"):
-            ref_rgbs = [_resize(to_tensor(r, self.device), working_shape(r.size, config.working_size)) for r in ref_imgs]
+            ref_rgbs = [_resize(to_tensor(r, self.device), working_shape(r.size, config.working_size))
+                        for r in ref_imgs]
             # A gray source cannot be matched on colour: the references are seen in gray too.
             ref_feats = [self._features(luminance(r).expand(3, -1, -1) if gray else r, config.levels) for r in ref_rgbs]
             # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,

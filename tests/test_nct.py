@@ -133,7 +133,8 @@ def test_quality_floor_on_held_out_photos(nct):
     from benchmarks.baselines import reinhard
     from benchmarks.protocol import benchmark_photos, make_case, make_pair_case, photo_pairs, score
 
-    cases = [make_case(p, kind) for p in benchmark_photos(2) for kind in ("recolor", "colorize", "restyle", "regrade-self")]
+    kinds = ("recolor", "colorize", "restyle", "regrade-self")
+    cases = [make_case(p, kind) for p in benchmark_photos(2) for kind in kinds]
     gate = [(a, b) for a, b in photo_pairs() if "brandenburg" in a.name]  # two photos of one scene in the same light
     cases += [make_pair_case(a, b) for a, b in gate]
     ours, peer = {}, {}
