@@ -32,7 +32,8 @@ Per pixel p and channel c the output is T_c(p) = a_c(p) S_c(p) + b_c(p), and (a,
   cluster of deep features (:mod:`colorizer.neighbors`).
 
 E is quadratic and separable over channels: the normal equations of all channels are solved side
-by side by one matrix-free conjugate gradient with per-channel step sizes.
+by side by one matrix-free conjugate gradient with per-channel step sizes, preconditioned by a
+multigrid V-cycle (:mod:`colorizer.multigrid`).
 """
 
 import logging
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .guided_filter import box_filter
+from .multigrid import BlockMultigrid, edges_from_links, grid_laplacian
 
 log = logging.getLogger(__name__)
 
@@ -56,33 +58,19 @@ def _pair_slices(dy: int, dx: int) -> tuple[tuple, tuple]:
 
 
 def smoothness_weights(lightness: Tensor, lambda_local: float, alpha: float, eps: float) -> Tensor:
-    """WLS weights [4, H, W] from lightness [H, W] in [0, 1]: towards +offset (first 2), -offset (last 2), 0 off-image.
+    """WLS link weights [4, H, W] from lightness [H, W] in [0, 1], laid out by :func:`edges_from_links`."""
 
-    Each unordered pair is counted once, from either end.
-    """
-    edge = lightness.new_zeros(4, *lightness.shape)
-    for i, (dy, dx) in enumerate(_OFFSETS):
-        p, q = _pair_slices(dy, dx)
-        w = lambda_local / ((lightness[p] - lightness[q]).abs().pow(alpha) + eps)
-        edge[i][p] = w
-        edge[i + 2][q] = w
-    return edge
+    def link(step: Tensor) -> Tensor:
+        return lambda_local / (step.abs().pow(alpha) + eps)
+
+    wx = F.pad(link(lightness[:, 1:] - lightness[:, :-1]), (0, 1))
+    wy = F.pad(link(lightness[1:] - lightness[:-1]), (0, 0, 0, 1))
+    return edges_from_links(wx, wy)
 
 
 def detail_weights(source: Tensor, delta: float) -> Tensor:
     """Weights [C, H, W] of the detail term: the source's local variance over 3x3 windows, plus delta^2."""
     return (box_filter(source.square(), 1) - box_filter(source, 1).square()).clamp_min(0) + delta**2
-
-
-def _laplacian(x: Tensor, edge: Tensor, degree: Tensor) -> Tensor:
-    """Graph Laplacian of the weighted 4-neighbour grid (degree = edge.sum(0)) applied to x [..., H, W]."""
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1))
-    out = x * degree
-    for i, (dy, dx) in enumerate(_OFFSETS):
-        out.addcmul_(edge[i], padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w], value=-1)
-        out.addcmul_(edge[i + 2], padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w], value=-1)
-    return out
 
 
 def _nonlocal_graph(index: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,23 +149,14 @@ def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge:
         if neighbors is not None:
             nl = (adjacency @ t.reshape(channels, -1).t()).t().reshape(t.shape)
             data.sub_(nl, alpha=rho * lambda_nonlocal)
-        out = _laplacian(x, edge, local_degree)
+        out = grid_laplacian(x, edge, local_degree)
         out[0].addcmul_(source, data).addcmul_(prior, a)
         out[1].add_(data)
         return out
 
-    # Block-Jacobi: the per-pixel 2x2 blocks in (a, b) couple strongly through S, invert them exactly.
-    d_aa = fit * source.square() + local_degree + prior
-    d_ab = fit * source
-    d_bb = fit + local_degree
-    det = (d_aa * d_bb - d_ab.square()).clamp(min=torch.finfo(source.dtype).tiny)
-    inv_aa, inv_ab, inv_bb = d_bb / det, -d_ab / det, d_aa / det
-
-    def precondition(r: Tensor) -> Tensor:
-        z = torch.empty_like(r)
-        torch.addcmul(inv_aa * r[0], inv_ab, r[1], out=z[0])
-        torch.addcmul(inv_bb * r[1], inv_ab, r[0], out=z[1])
-        return z
+    # The local part of the Hessian (per-pixel 2x2 blocks in (a, b) plus the WLS Laplacian) is what
+    # makes the system stiff; a multigrid V-cycle on it preconditions the whole.
+    precondition = BlockMultigrid(fit * source.square() + prior, fit * source, fit, edge[0], edge[1])
 
     def dot(u: Tensor, v: Tensor) -> Tensor:
         """Per-channel inner products, shaped [C, 1, 1] to scale [2, C, H, W] tensors."""
