@@ -9,15 +9,23 @@ and the colorization tab, whose checkpoint ships with the package, still works.
 
 from __future__ import annotations
 
+# On a Space, `spaces` lends a GPU per call to the functions marked with it (ZeroGPU); it must be
+# imported before torch (directly or through colorizer) to hook CUDA's start-up. Elsewhere it is absent.
+try:
+    import spaces
+except ImportError:
+    spaces = None
+
 import argparse
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pydantic
 import torch
 from PIL import Image
 
@@ -25,19 +33,36 @@ from colorizer import NeuralColorTransfer, TransferConfig, TransferOutput, Weigh
 from colorizer.color import luminance
 from colorizer.config import LEVELS
 from colorizer.images import load_image, max_pixels_default, to_pil, to_tensor
+from colorizer.paths import EXAMPLES
 from colorizer.style_colorizer import StyleColorizer
 
-try:  # ZeroGPU Spaces lend a GPU per call to functions marked @spaces.GPU; the package exists only there
-    import spaces
 
-    gpu = spaces.GPU
-except ImportError:
+def gpu(duration: int | Callable[..., int]) -> Callable[[Callable], Callable]:
+    """``@spaces.GPU(duration=...)`` where `spaces` is installed; elsewhere the function is left as it is.
 
-    def gpu(fn: Callable) -> Callable:
-        return fn
+    ``duration`` is the GPU time in seconds to ask for, or a function of the call's arguments that gives it:
+    ZeroGPU stops a call that outlasts it, and queues shorter requests ahead of longer ones.
+    """
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
 
 
-EXAMPLES = Path(__file__).resolve().parent / "examples"
+def transfer_seconds(source: str, refs: list[str], config: TransferConfig, progress: gr.Progress) -> int:
+    """GPU seconds to ask for one ``run_transfer`` call (it gets the same arguments): the cost grows with the
+    square of the working size and with each reference.
+
+    No GPU has timed the transfer yet, so this takes the 2-core CPU timings of the README's speed table as a
+    bound (15 s at working size 512 with one reference, 5 s more per further reference), plus 10 s for the
+    call's set-up and the full-resolution output: 25 s for the defaults, 110 s at 1024 with three references.
+    """
+    scale = (config.working_size / 512) ** 2
+    return math.ceil(10 + scale * (15 + 5 * (len(refs) - 1)))
+
+
+COLORIZE_SECONDS = 20  # one forward pass per image: about a second for 12 MP on the CPU
+
+
 # The library accepts 40 MP; a shared CPU Space keeps each image to 16 MP unless COLORIZER_MAX_PIXELS says otherwise.
 MAX_PIXELS = max_pixels_default() if "COLORIZER_MAX_PIXELS" in os.environ else 16_000_000
 MAX_WORKING_SIZE = 1024  # matching cost grows with its square: beyond this a request would hog the CPU
@@ -73,39 +98,97 @@ def load_models() -> Models:
     return Models(nct, error, StyleColorizer.from_pretrained(device=device))
 
 
+def refused(message: str) -> gr.Error:
+    """An error for the caller's own mistake: its message goes back to them, and no traceback to the log."""
+    return gr.Error(message, print_exception=False)
+
+
 @contextmanager
 def readable_errors() -> Iterator[None]:
-    """Show the library's input errors (bad images, bad options) to whoever sent the request."""
+    """Show the library's errors to whoever sent the request, never a result: bad images and options
+    (``ValueError``, ``ImageError`` among them) as they are, and a failed computation (``RuntimeError``,
+    e.g. options that leave the colour model without a solution) as a failure, logged."""
     try:
         yield
-    except ValueError as err:  # ImageError is a ValueError
-        raise gr.Error(str(err), print_exception=False) from err
+    except gr.Error:  # already a message for the caller (and a ValueError: re-wrapped, it would gain quotes)
+        raise
+    except ValueError as err:
+        raise refused(str(err)) from err
+    except RuntimeError as err:
+        raise gr.Error(f"The computation failed: {err}") from err
+
+
+def readable_request_errors(demo: gr.Blocks) -> gr.Blocks:
+    """Give callers a message when Gradio itself refuses a request, before our functions run.
+
+    Gradio checks each request's files (only uploads: never a path on the server) and its number of
+    arguments, and for a refusal sends ``{"error": null}`` and logs a traceback. The checks stay
+    Gradio's; this only turns what they raise into a message for the caller.
+    """
+    preprocess = demo.preprocess_data
+
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await preprocess(*args, **kwargs)
+        except gr.Error:
+            raise
+        except pydantic.ValidationError as err:  # an image given as something other than an uploaded file
+            reason = err.errors()[0]["msg"] if err.errors() else str(err)
+            raise refused(f"Each image must be an uploaded file (gradio_client: handle_file(path)): {reason}") from err
+        except ValueError as err:  # InvalidPathError (a server path), too few arguments; the first line says which
+            raise refused(str(err).splitlines()[0]) from err
+
+    demo.preprocess_data = checked
+    return demo
 
 
 def _path(file: FileData) -> str | None:
-    """The uploaded file's path; Gradio has already checked it lies in its own upload cache."""
+    """The uploaded file's path; Gradio has already checked it is an upload (``readable_request_errors``)."""
     return file["path"] if file else None
 
 
 def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool):  # float(True) is 1.0: a caller's mix-up, not a number
+        raise refused(f"{name} must be a number, not {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number, not {value!r}", print_exception=False) from None
+        raise refused(f"{name} must be a number, not {value!r}") from None
+
+
+def _whole_number(value: Any, name: str) -> int:
+    number = _number(value, name)
+    if not (math.isfinite(number) and number == int(number)):
+        raise refused(f"{name} must be a whole number, not {value!r}")
+    return int(number)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):  # bool("false") is True: take only true and false
+        raise refused(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _levels(value: Any) -> Any:
+    """Levels coarse to fine whatever order they were ticked in; anything but a list of integers goes to
+    TransferConfig as it is, which says what is wrong with it."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(sorted(value, reverse=True))
+    return value
 
 
 def build_demo(models: Models) -> gr.Blocks:
     """The two-tab UI; its buttons are the public ``/transfer`` and ``/colorize`` endpoints."""
 
     # On ZeroGPU these run in a forked worker: their arguments are pickled, the models are inherited.
-    @gpu
+    @gpu(duration=transfer_seconds)
     def run_transfer(source: str, refs: list[str], config: TransferConfig, progress: gr.Progress) -> TransferOutput:
         def report(step: int, total: int, message: str) -> None:
             progress((step, total), desc=message.capitalize(), unit="levels")
 
         return models.nct.transfer(source, refs, config, max_pixels=MAX_PIXELS, progress=report)
 
-    @gpu
+    @gpu(duration=COLORIZE_SECONDS)
     def run_colorize(content: str, styles: list[str], weights: list[float], strength: float) -> Image.Image:
         return models.colorizer.colorize(
             content, styles, style_weights=weights, strength=strength, max_pixels=MAX_PIXELS
@@ -136,20 +219,20 @@ def build_demo(models: Models) -> gr.Blocks:
             The recoloured image as PNG, at the source's size.
         """
         if models.nct is None:
-            raise gr.Error(models.nct_error, print_exception=False)
+            raise refused(models.nct_error)
         refs = [_path(r) for r in (reference, reference_2, reference_3) if r]
         if not source or not refs:
-            raise gr.Error("Give a source image and at least one reference image.", print_exception=False)
-        size = int(_number(working_size, "working_size"))
+            raise refused("Give a source image and at least one reference image.")
+        size = _whole_number(working_size, "working_size")
         if not 64 <= size <= MAX_WORKING_SIZE:
-            raise gr.Error(f"working_size must be between 64 and {MAX_WORKING_SIZE}, not {size}", print_exception=False)
+            raise refused(f"working_size must be between 64 and {MAX_WORKING_SIZE}, not {size}")
         with readable_errors():
             config = TransferConfig(
-                working_size=size, levels=tuple(sorted(levels or (), reverse=True)),
+                working_size=size, levels=_levels(levels),
                 completeness=_number(completeness, "completeness"), lambda_local=_number(lambda_local, "lambda_local"),
                 lambda_nonlocal=_number(lambda_nonlocal, "lambda_nonlocal"),
                 lambda_detail=_number(lambda_detail, "lambda_detail"), strength=_number(strength, "strength"),
-                transfer_lightness=bool(transfer_lightness),
+                transfer_lightness=_flag(transfer_lightness, "transfer_lightness"),
             )
             progress((0, len(config.levels)), desc="Extracting features", unit="levels")
             out = run_transfer(_path(source), refs, config, progress)
@@ -184,7 +267,7 @@ def build_demo(models: Models) -> gr.Blocks:
         """
         given = [(s, w) for s, w in [(style, style_weight), (style_2, style_weight_2), (style_3, style_weight_3)] if s]
         if not content or not given:
-            raise gr.Error("Give a content image and at least one style image.", print_exception=False)
+            raise refused("Give a content image and at least one style image.")
         styles, weights = [_path(s) for s, _ in given], [_number(w, "style weight") for _, w in given]
         with readable_errors():
             return run_colorize(_path(content), styles, weights, _number(strength, "strength"))
@@ -271,7 +354,7 @@ def build_demo(models: Models) -> gr.Blocks:
             col_result, api_name="colorize", preprocess=False,
         ).success(show_colorize, [content, col_result], col_slider, preprocess=False, api_visibility="private")
     # One job per endpoint at a time: torch already uses every core for one image.
-    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    return readable_request_errors(demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,10 +23,9 @@ from pathlib import Path
 import psutil
 from gradio_client import Client, handle_file
 
-from tests.live_app import running_app
+from colorizer.paths import EXAMPLES, SHARED_VGG16
 
-from .nct_quality import DEFAULT_VGG
-from .protocol import EXAMPLES
+from .live_app import running_app
 
 
 class PeakRSS:
@@ -73,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=8)
     parser.add_argument("--working-size", type=int, default=512, help="NCT working size of the /transfer calls")
-    parser.add_argument("--vgg", default=str(DEFAULT_VGG) if DEFAULT_VGG.is_file() else None)
+    parser.add_argument("--vgg", default=str(SHARED_VGG16) if SHARED_VGG16.is_file() else None)
     args = parser.parse_args()
 
     names = ("coast_day", "coast_sunset", "starry_night")

@@ -13,12 +13,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from benchmarks.protocol import EXAMPLES, ROOT
 from colorizer.color import luminance
 from colorizer.images import load_image, to_pil, to_tensor
+from colorizer.paths import EXAMPLES, ROOT, SHARED_ART
 from colorizer.style_colorizer import StyleColorizer
 
-ART = ROOT.parent / "shared" / "data" / "art"
 PAINTINGS = (
     "opencv/starry_night.jpg",
     "gcompris_vangogh/Van_Gogh_The_Night_Cafe.jpg",
@@ -58,11 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="checkpoint folder or Hub repo (default: the bundled checkpoint)")
     p.add_argument("--photo", type=Path, default=EXAMPLES / "coast_day.jpg")
     args = p.parse_args(argv)
-    missing = [name for name in PAINTINGS if not (ART / name).is_file()]
+    missing = [name for name in PAINTINGS if not (SHARED_ART / name).is_file()]
     if missing:
-        raise SystemExit(f"needs the paintings of {ART} (missing {missing[0]})")
+        raise SystemExit(f"needs the paintings of {SHARED_ART} (missing {missing[0]})")
     model = StyleColorizer.from_pretrained(args.model)
-    grid = make_grid(model, args.photo, [ART / name for name in PAINTINGS])
+    grid = make_grid(model, args.photo, [SHARED_ART / name for name in PAINTINGS])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output, quality=85, optimize=True)
     print(f"wrote {args.output} ({args.output.stat().st_size / 1024:.0f} KB)")

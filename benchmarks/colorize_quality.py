@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.baselines import lightness_lookup, reinhard
-from benchmarks.protocol import EXAMPLES, benchmark_photos, make_case, score
+from colorizer.evaluation import benchmark_photos, make_case, score
+from colorizer.paths import EXAMPLES
 from colorizer.style_colorizer import StyleColorizer
 
 KINDS = ("colorize", "restyle")

@@ -1,4 +1,8 @@
-"""Run ``python app.py`` as a real server on a free local port (for the app tests and benchmarks/app_load.py)."""
+"""Run ``python app.py`` as a real server on a free local port.
+
+For benchmarks/app_load.py and the app tests (through tests/live_app.py): it lives here because
+the tests may import the benchmarks, never the reverse.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from colorizer.paths import ROOT
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Quality of Neural Color Transfer against baselines on the shared protocol (see protocol.py).
+"""Quality of Neural Color Transfer against baselines on the shared protocol (colorizer/evaluation.py).
 
     python -m benchmarks.nct_quality [--photos 12] [--pairs 44] [--cases recolor regrade ...]
         [--working-size 512] [--vgg PATH] [--set KEY=VALUE ...] [--json PATH]
@@ -37,14 +37,13 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from colorizer import NeuralColorTransfer
+from colorizer.evaluation import (
+    PAIR_CASES, PHOTO_CASES, Case, benchmark_photos, make_case, make_pair_case, pair_groups, photo_pairs, score,
+)
+from colorizer.paths import SHARED_PAIRS, SHARED_PHOTOS, SHARED_VGG16
 
 from .baselines import color_matcher, reinhard, side_by_side, vgg_nearest_neighbour
-from .protocol import (
-    PAIR_CASES, PHOTO_CASES, ROOT, SHARED_PAIRS, SHARED_PHOTOS, Case, benchmark_photos, make_case, make_pair_case,
-    pair_groups, photo_pairs, score,
-)
 
-DEFAULT_VGG = ROOT.parent / "shared" / "weights" / "vgg16_imagenet_features.safetensors"
 ALL_CASES = (*PHOTO_CASES, *PAIR_CASES)
 OURS, PEER = "nct", "hm-mvgd-hm"  # the two methods of the contact sheet
 
@@ -122,7 +121,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, help="how many directed pairs of pairs.csv for regrade (default all)")
     parser.add_argument("--cases", nargs="+", default=list(ALL_CASES), choices=ALL_CASES, metavar="CASE",
                         help=f"any of {', '.join(ALL_CASES)} (default: all)")
-    parser.add_argument("--vgg", default=str(DEFAULT_VGG) if DEFAULT_VGG.is_file() else None)
+    parser.add_argument("--vgg", default=str(SHARED_VGG16) if SHARED_VGG16.is_file() else None)
     parser.add_argument("--working-size", type=int, default=512)
     parser.add_argument("--set", dest="options", metavar="KEY=VALUE", type=parse_option, action="append", default=[],
                         help="a keyword option of NeuralColorTransfer.transfer for ours (repeatable)")

@@ -22,8 +22,7 @@ import time
 import torch
 from PIL import Image
 
-from .nct_quality import DEFAULT_VGG
-from .protocol import EXAMPLES
+from colorizer.paths import EXAMPLES, SHARED_VGG16
 
 CONFIGS = {
     "256, 1 ref": (256, 1, None),
@@ -67,7 +66,7 @@ def run_one(name: str, repeats: int, vgg: str | None, device: str | None) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--vgg", default=str(DEFAULT_VGG) if DEFAULT_VGG.is_file() else None)
+    parser.add_argument("--vgg", default=str(SHARED_VGG16) if SHARED_VGG16.is_file() else None)
     parser.add_argument("--device")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     parser.add_argument("--one", help=argparse.SUPPRESS)

@@ -1,38 +1,49 @@
-"""Command line: ``python -m colorizer transfer|colorize ... -o OUT.png``."""
+"""Command line: ``python -m colorizer transfer|colorize ... -o OUT.png``.
+
+Bad input (options, images, the output path, the device, the weights) fails before any computation
+with one line on stderr and exit status 2; a computation that fails (e.g. options that leave the
+colour model without a solution) prints one line too, with status 1. The output files are written
+all together or not at all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+import torch
 from PIL import Image
 
-from .config import TransferConfig
+from .config import LEVELS, TransferConfig
 from .hub import WeightsNotFoundError
-from .images import ImageError, save_image
-
+from .images import ImageError, check_max_pixels, check_output_path, save_images
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        _check_output(args.output)
+        _check_common(args)
         outputs = args.run(args)
-        for path, image in outputs.items():
-            save_image(image, path)
+        save_images(outputs)
     except (ImageError, WeightsNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(err, 2)
+    except RuntimeError as err:  # e.g. options that leave the colour model without a solution
+        return _fail(err, 1)
     if not args.quiet:
         print(f"wrote {', '.join(map(str, outputs))}", file=sys.stderr)
     return 0
 
 
+def _fail(err: Exception, status: int) -> int:
+    print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever the message
+    return status
+
+
 def _transfer(args: argparse.Namespace) -> dict[Path, Image.Image]:
     from .nct import NeuralColorTransfer
 
-    options = {name: getattr(args, name) for name in TransferConfig.options() if getattr(args, name) is not None}
-    config = TransferConfig().with_options(**options)  # bad options fail here, before the weights load
+    config = _config(args)  # bad options fail here, before the weights load
     nct = NeuralColorTransfer.from_pretrained(args.vgg, device=args.device)
     result = nct.transfer(
         args.source,
@@ -41,18 +52,20 @@ def _transfer(args: argparse.Namespace) -> dict[Path, Image.Image]:
         max_pixels=args.max_pixels,
         progress=None if args.quiet else lambda step, total, msg: print(f"[{step}/{total}] {msg}", file=sys.stderr),
     )
-    if not args.quiet:
+    if args.profile:
+        print(_profile_table(result.timings), file=sys.stderr)
+    elif not args.quiet:
         print(", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()), file=sys.stderr)
     outputs = {args.output: result.image}
     if args.save_levels:
-        for level, img in result.levels.items():
-            outputs[args.output.with_name(f"{args.output.stem}_L{level}{args.output.suffix}")] = img
+        outputs.update({_level_path(args.output, level): img for level, img in result.levels.items()})
     return outputs
 
 
 def _colorize(args: argparse.Namespace) -> dict[Path, Image.Image]:
-    from .style_colorizer import StyleColorizer
+    from .style_colorizer import StyleColorizer, check_options
 
+    check_options(args.strength, args.working_size)  # before the model loads
     model = StyleColorizer.from_pretrained(args.model, device=args.device)
     return {args.output: model.colorize(
         args.content,
@@ -64,20 +77,70 @@ def _colorize(args: argparse.Namespace) -> dict[Path, Image.Image]:
     )}
 
 
-def _check_output(path: Path) -> None:
-    """Fail before any work when the result could not be written."""
-    if not path.parent.is_dir():
-        raise ValueError(f"output folder {path.parent} does not exist")
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise ValueError(f"cannot tell the image format of {path.name!r}; use e.g. .png or .jpg")
+def _check_common(args: argparse.Namespace) -> None:
+    """Fail before any work when the results could not be written, or the pixel cap or the device is unusable."""
+    for path in _output_paths(args):
+        check_output_path(path)
+    check_max_pixels(args.max_pixels)
+    _check_device(args.device)
+
+
+def _config(args: argparse.Namespace) -> TransferConfig:
+    options = {name: getattr(args, name) for name in TransferConfig.options() if getattr(args, name) is not None}
+    return TransferConfig().with_options(**options)
+
+
+def _output_paths(args: argparse.Namespace) -> list[Path]:
+    """Every file the command would write."""
+    paths = [args.output]
+    if getattr(args, "save_levels", False):
+        paths += [_level_path(args.output, level) for level in args.levels or LEVELS]
+    return paths
+
+
+def _profile_table(timings: dict[str, float]) -> str:
+    """Seconds and share of the total per stage, slowest first: where the time goes on this machine."""
+    total = timings["total"]
+    stages = sorted(((k, v) for k, v in timings.items() if k != "total"), key=lambda kv: -kv[1])
+    rows = [f"{'stage':<12} {'seconds':>8} {'share':>6}"]
+    rows += [f"{k:<12} {v:8.2f} {100 * v / total:5.1f}%" for k, v in stages]
+    rows.append(f"{'total':<12} {total:8.2f}")
+    return "\n".join(rows)
+
+
+def _level_path(output: Path, level: int) -> Path:
+    return output.with_name(f"{output.stem}_L{level}{output.suffix}")
+
+
+def _check_device(spec: str | None) -> None:
+    """Refuse a device that torch does not know or this machine does not have (e.g. cuda without a GPU)."""
+    if spec is None:
+        return
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"unknown device {spec!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    try:
+        torch.empty(0, device=device)  # the cheapest way to ask the backend itself
+    except Exception as err:  # AssertionError, RuntimeError or NotImplementedError, depending on the backend
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"device {spec!r} is not available on this machine ({reason}); try --device cpu") from None
 
 
 def _shown(value: object) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command (argparse prints the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m colorizer", description=__doc__)
+    parser = _Parser(prog="python -m colorizer", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("transfer", help="Neural Color Transfer from one or more reference photos")
@@ -93,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(flag, type=int if f.type == "int" else float, help=helptext)
     p.add_argument("--save-levels", action="store_true", help="also write OUT_L5.png .. OUT_L1.png")
+    p.add_argument("--profile", action="store_true", help="print the seconds spent per stage (features, matching, "
+                   "voting, model fit, upsample) as a table")
     _common(p)
     p.set_defaults(run=_transfer)
 
@@ -111,5 +176,6 @@ def _parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
-    p.add_argument("--max-pixels", type=int, help="reject larger images (default 40 MP, or $COLORIZER_MAX_PIXELS)")
+    p.add_argument("--max-pixels", type=int,
+                   help="reject images with more pixels than this (default 40000000, or $COLORIZER_MAX_PIXELS)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

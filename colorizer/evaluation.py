@@ -1,4 +1,7 @@
-"""The evaluation protocol shared by every benchmark: photos, the fixed split, cases and scores.
+"""The evaluation protocol: photos, the fixed split, cases and scores.
+
+One protocol for every benchmark (``benchmarks/``) and for training's validation (``training/``),
+so that a training run's validation scores and the benchmarks' numbers mean the same thing.
 
 For a colour photo X:
 - recolor:      source = X with its Lab chroma rotated (60-180 degrees) and scaled; reference = a
@@ -29,13 +32,10 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
-from colorizer.color import delta_e_2000, lab_to_rgb, luminance, rgb_to_lab, rotate_chroma
-from colorizer.images import load_image, to_pil, to_tensor
+from .color import delta_e_2000, lab_to_rgb, luminance, rgb_to_lab, rotate_chroma
+from .images import load_image, to_pil, to_tensor
+from .paths import EXAMPLES, SHARED_PAIRS, SHARED_PHOTOS
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
-EXAMPLES = ROOT / "examples"
-SHARED_PAIRS = SHARED_PHOTOS / "pairs.csv"
 CASES = ("recolor", "colorize", "restyle")
 PHOTO_CASES = (*CASES, "regrade-self", "multi-reference", "multi-reference-left")
 PAIR_CASES = ("regrade",)

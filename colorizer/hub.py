@@ -5,11 +5,18 @@ Only ``.safetensors`` files are ever accepted: weights are data, never pickled c
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, hf_hub_download, is_offline_mode
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+#: Seconds to wait for a TCP connection to the Hub before calling it unreachable.
+PROBE_TIMEOUT = 3.0
 
 
 def is_repo_id(spec: str | os.PathLike) -> bool:
@@ -51,14 +58,46 @@ def resolve_weights(spec: str | os.PathLike, *, filename: str = "model.safetenso
         raise WeightsNotFoundError(f"no weights file at {text!r}. {hint}")
 
     repo_id, _, revision = text.partition("@")
+    # Without a network, huggingface_hub retries for about 25 s before it gives up: ask once whether the
+    # Hub can be reached at all, and if not, look in the cache alone.
+    offline = is_offline_mode()
+    unreachable = None if offline else hub_unreachable(constants.ENDPOINT)
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision or None))
+        return Path(hf_hub_download(repo_id, filename, revision=revision or None, local_files_only=bool(unreachable)))
     except LocalEntryNotFoundError as err:
-        raise WeightsNotFoundError(
-            f"could not download {filename} of {repo_id!r} from the Hugging Face Hub (offline or unreachable) "
-            f"and it is not in the local cache. {hint}"
-        ) from err
+        if offline:
+            why = "offline mode is on (HF_HUB_OFFLINE=1)"
+        elif unreachable:
+            why = f"the Hugging Face Hub cannot be reached ({unreachable})"
+        else:
+            why = "it could not be downloaded from the Hugging Face Hub"
+        raise WeightsNotFoundError(f"{filename} of {repo_id!r} is not in the local cache and {why}. {hint}") from err
     except (RepositoryNotFoundError, EntryNotFoundError) as err:
         raise WeightsNotFoundError(f"{repo_id!r} on the Hugging Face Hub has no {filename}. {hint}") from err
     except HfHubHTTPError as err:
         raise WeightsNotFoundError(f"downloading {repo_id!r} failed: {err}. {hint}") from err
+
+
+@functools.cache
+def hub_unreachable(endpoint: str) -> str | None:
+    """Why a TCP connection to ``endpoint`` (or to the proxy the environment names for it) fails; None if it opens.
+
+    Asked once per endpoint and process: a machine without a network fails every download at once
+    instead of waiting out huggingface_hub's retries each time. A proxy set in the environment
+    (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``: as huggingface_hub's HTTP client reads them) is
+    what gets probed, since then the proxy, not the Hub, is what this machine must reach.
+    """
+    url = urlsplit(endpoint)
+    target = endpoint
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url, target = urlsplit(proxy if "://" in proxy else f"http://{proxy}"), f"proxy {proxy}"
+    if not url.hostname:
+        return f"{target}: no host name"
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        socket.create_connection((url.hostname, port), timeout=PROBE_TIMEOUT).close()
+    except (OSError, ValueError) as err:  # ValueError: a malformed address
+        return f"{target}: {err}"
+    return None

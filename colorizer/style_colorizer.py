@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from .adain_unet import AdaINUNet, StyleEncoder, measure_tone
 from .color import lab_to_rgb, luminance, rgb_to_lab
+from .config import TransferConfig
 from .hub import WeightsNotFoundError, is_repo_id
 from .images import ImageInput, load_image, to_tensor
 
@@ -29,6 +32,9 @@ MODEL_ENV = "COLORIZER_STYLE_MODEL"
 BUNDLED = Path(__file__).resolve().parent / "weights" / "style-colorizer"
 _HINT = f"Pass a checkpoint folder or Hub repo id, or set {MODEL_ENV}."
 _STRIP_ROWS = 512  # full-resolution recombination runs in strips of this many rows to bound memory
+# The working size is capped like Neural Color Transfer's: the cost grows with its square, and beyond
+# the cap a request only wastes time (the chroma is upsampled onto the full-resolution lightness anyway).
+_WORKING_SIZE = TransferConfig.options()["working_size"].metadata
 
 MODEL_CARD = """---
 {{ card_data }}
@@ -144,7 +150,11 @@ class StyleColorizer(
                 local_files_only=local_files_only,
             )
         try:
-            model.load_state_dict(load_file(path), strict=True)  # float16 files are cast on copy
+            state = load_file(path)
+        except (SafetensorError, OSError) as err:
+            raise WeightsNotFoundError(f"{path} is not a readable safetensors file ({err}). {_HINT}") from err
+        try:
+            model.load_state_dict(state, strict=True)  # float16 files are cast on copy
         except RuntimeError as err:
             raise WeightsNotFoundError(f"{path} is not a StyleColorizer checkpoint of this config: {err}") from err
         return model.to(map_location).eval()
@@ -188,17 +198,15 @@ class StyleColorizer(
     ) -> Image.Image:
         """Colorize ``content`` (colour or gray) in the colours of ``style`` (one image or several).
 
-        The UNet runs at ``working_size`` on the long side (aspect kept, sides multiples of 16);
-        its chroma, upsampled, is put on the content's own full-resolution lightness, so the
-        result has exactly the content's size and detail. ``strength`` 0 gives the gray image,
-        1 the full colorization. Several styles are mixed by ``style_weights``.
-        Raises ``ImageError`` for unusable images and ``ValueError`` for bad options.
+        The UNet runs at ``working_size`` (64-4096, like the transfer's; default the model's) on the
+        long side (aspect kept, sides multiples of 16); its chroma, upsampled, is put on the
+        content's own full-resolution lightness, so the result has exactly the content's size and
+        detail. ``strength`` 0 gives the gray image, 1 the full colorization. Several styles are
+        mixed by ``style_weights``. Raises ``ImageError`` for unusable images and ``ValueError``
+        for bad options, before any work; ``RuntimeError`` rather than return a non-finite result.
         """
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, not {strength}")
-        working_size = int(working_size or self.working_size)
-        if working_size < 32:
-            raise ValueError(f"working size must be at least 32 px, not {working_size}")
+        # Not `working_size or ...`: an explicit 0 is an error, not the default.
+        strength, working_size = check_options(strength, self.working_size if working_size is None else working_size)
         if device is not None:
             self.to(device)
         self.eval()
@@ -217,9 +225,24 @@ class StyleColorizer(
         size = (max(16, round(w * scale / 16) * 16), max(16, round(h * scale / 16) * 16))
         small = to_tensor(content_img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), self.device)
         rgb = self.unet(luminance(small)[None], vector[None], tone[None]).clamp(0, 1)
-        chroma = rgb_to_lab(rgb)[:, 1:] * float(strength)
+        if not torch.isfinite(rgb).all():  # a broken checkpoint; never hand back a black image as a result
+            raise RuntimeError("the colorizer produced non-finite values; is the checkpoint corrupt?")
+        chroma = rgb_to_lab(rgb)[:, 1:] * strength
         chroma = F.interpolate(chroma, size=(h, w), mode="bilinear", align_corners=False)[0]
         return _with_lightness_of(content_img, chroma)
+
+
+def check_options(strength: object, working_size: object | None) -> tuple[float, int | None]:
+    """:meth:`StyleColorizer.colorize`'s numeric options, checked like :class:`TransferConfig`'s (type, range,
+    finiteness), so a caller can fail at once, before loading anything. None as ``working_size``: the model's."""
+    if isinstance(strength, bool) or not isinstance(strength, Real) or not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"strength must be a number between 0 and 1, got {strength!r}")
+    if working_size is None:
+        return float(strength), None
+    low, high = _WORKING_SIZE["low"], _WORKING_SIZE["high"]
+    if isinstance(working_size, bool) or not isinstance(working_size, Integral) or not low <= working_size <= high:
+        raise ValueError(f"working_size must be an integer between {low} and {high}, got {working_size!r}")
+    return float(strength), int(working_size)
 
 
 def _with_lightness_of(img: Image.Image, chroma: Tensor) -> Image.Image:

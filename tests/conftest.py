@@ -7,18 +7,15 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the tests never reach the network, whatever the machine
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-VGG16 = SHARED / "weights" / "vgg16_imagenet_features.safetensors"
-PHOTOS = SHARED / "data" / "photos"
-EXAMPLES = ROOT / "examples"
+# After the line above: importing colorizer imports huggingface_hub, which reads HF_HUB_OFFLINE once.
+from colorizer.paths import SHARED_VGG16  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def vgg_path() -> Path:
-    if not VGG16.is_file():
-        pytest.skip(f"needs the shared VGG16 weights at {VGG16} (the ../shared folder is absent)")
-    return VGG16
+    if not SHARED_VGG16.is_file():
+        pytest.skip(f"needs the shared VGG16 weights at {SHARED_VGG16} (the ../shared folder is absent)")
+    return SHARED_VGG16
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +28,7 @@ def nct(vgg_path):
 @pytest.fixture(scope="session")
 def live_app(vgg_path, tmp_path_factory):
     """app.py serving on a free local port with the shared VGG; a 2 MP pixel cap keeps the cap cheap to test."""
-    from .live_app import running_app
+    from benchmarks.live_app import running_app
 
     env = {
         "COLORIZER_VGG": str(vgg_path),

@@ -16,9 +16,9 @@ from PIL import Image
 from colorizer.color import rgb_to_lab
 from colorizer.images import load_image, to_tensor
 
-from .live_app import ROOT, running_app
+from benchmarks.live_app import running_app
+from colorizer.paths import EXAMPLES, ROOT
 
-EXAMPLES = ROOT / "examples"
 README = ROOT / "README.md"
 SNIPPET_HEADING = "Use from code (gradio_client)"
 SNIPPET_URL = "http://127.0.0.1:7860/"
@@ -134,11 +134,18 @@ def _bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
     (folder / "cut.jpg").write_bytes(photo[: len(photo) // 3])
     Image.new("RGB", (1, 1), "red").save(folder / "dot.png")
     Image.new("RGB", (2000, 1500), "gray").save(folder / "huge.png")  # 3 MP, over the test server's 2 MP cap
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ("red", "blue")]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(folder / "pages.tif", save_all=True, append_images=frames[1:])
+    Image.fromarray(np.full((64, 64), -5, np.int32)).save(folder / "negative.tif")
     return {
         "not an image": (folder / "notes.png", "not an image file"),
         "truncated": (folder / "cut.jpg", "truncated"),
         "1x1": (folder / "dot.png", "at least 16 px"),
-        "huge": (folder / "huge.png", "over the limit"),
+        "huge": (folder / "huge.png", "3,000,000 pixels, over the limit of 2,000,000 pixels"),
+        "animated GIF": (folder / "anim.gif", "holds 2 images"),
+        "multi-page TIFF": (folder / "pages.tif", "holds 2 images"),
+        "negative 32-bit TIFF": (folder / "negative.tif", "negative pixel values"),
     }
 
 
@@ -154,8 +161,10 @@ def _odd_but_valid(folder: Path) -> dict[str, tuple[Path, tuple[int, int]]]:
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: the stored pixels must be turned 90 degrees to be upright
     photo.save(folder / "rotated.jpg", exif=exif)
+    Image.fromarray(ramp.astype(np.int32)).save(folder / "int32.tif")  # 16-bit data in a 32-bit TIFF
     return {
         "16-bit": (folder / "gray16.png", (96, 64)),
+        "32-bit TIFF": (folder / "int32.tif", (96, 64)),
         "CMYK": (folder / "cmyk.jpg", photo.size),
         "alpha": (folder / "alpha.png", photo.size),
         "EXIF-rotated": (folder / "rotated.jpg", photo.size[::-1]),
@@ -176,25 +185,64 @@ def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, li
     assert psutil.pid_exists(live_app.pid)
 
 
-def test_bad_options_get_readable_errors(client):
-    photo = handle_file(EXAMPLES / "coast_day.jpg")
-    with pytest.raises(AppError, match="working_size must be between 64 and 1024"):
-        client.predict(source=photo, reference=photo, working_size=4096, api_name="/transfer")
-    with pytest.raises(AppError, match="strength"):
-        client.predict(content=photo, style=photo, strength=2.0, api_name="/colorize")
-    with pytest.raises(AppError, match="style weights"):
-        client.predict(content=photo, style=photo, style_weight=0.0, api_name="/colorize")
+PHOTO = EXAMPLES / "coast_day.jpg"
+ZERO_WEIGHTS = dict(completeness=0, lambda_local=0, lambda_nonlocal=0, lambda_detail=0)
+BAD_OPTIONS = {  # name: (endpoint, arguments besides the images, words the error must contain)
+    "working_size over the cap": ("/transfer", dict(working_size=4096), "working_size must be between 64 and 1024"),
+    "working_size not a number": ("/transfer", dict(working_size="abc"), "working_size must be a number"),
+    "working_size fractional": ("/transfer", dict(working_size=100.5), "working_size must be a whole number"),
+    "lambda_local inf": ("/transfer", dict(lambda_local="inf"), "lambda_local must be between"),
+    "completeness nan": ("/transfer", dict(completeness="nan"), "completeness must be between"),
+    "completeness 1e308": ("/transfer", dict(completeness=1e308), "completeness must be between"),
+    "lambda_detail 1e300": ("/transfer", dict(lambda_detail=1e300), "lambda_detail must be between"),
+    "levels out of range": ("/transfer", dict(levels=[7]), "levels must be"),
+    "no levels": ("/transfer", dict(levels=[]), "levels must be"),
+    "transfer_lightness a string": ("/transfer", dict(transfer_lightness="false"), "must be true or false"),
+    "transfer strength 2": ("/transfer", dict(strength=2), "strength must be between"),
+    "no reference": ("/transfer", dict(reference=None), "Give a source image and at least one reference"),
+    "a server path, not an upload": ("/transfer", dict(source="/etc/passwd"), "must be an uploaded file"),
+    # Valid one by one, but the colour model has no solution: an error, never a black image as a result.
+    "every weight 0": ("/transfer", dict(working_size=64, levels=[5], **ZERO_WEIGHTS), "The computation failed"),
+    "colorize strength 2": ("/colorize", dict(strength=2.0), "strength must be a number between 0 and 1"),
+    "colorize strength text": ("/colorize", dict(strength="abc"), "strength must be a number, not 'abc'"),
+    "style weight 0": ("/colorize", dict(style_weight=0.0), "style weights"),
+    "style weight nan": ("/colorize", dict(style_weight="nan"), "style weights must be non-negative"),
+    "no content": ("/colorize", dict(content=None), "Give a content image"),
+    "content a number": ("/colorize", dict(content=5), "must be an uploaded file"),
+}
+
+
+@pytest.mark.parametrize("endpoint, options, words", BAD_OPTIONS.values(), ids=list(BAD_OPTIONS))
+def test_bad_options_get_readable_errors(client, endpoint, options, words):
+    photo = handle_file(PHOTO)
+    images = dict(source=photo, reference=photo) if endpoint == "/transfer" else dict(content=photo, style=photo)
+    with pytest.raises(AppError, match=re.escape(words)) as error:
+        client.predict(**{**images, **options}, api_name=endpoint)
+    assert not error.value.message.startswith(("'", '"'))  # the message itself, not its repr
+
+
+def _call(live_app, endpoint: str, data: list) -> str:
+    """A raw REST call, as any HTTP client makes it; returns the event stream's text."""
+    call = httpx.post(f"{live_app.url}gradio_api/call/{endpoint}", json={"data": data})
+    return httpx.get(f"{live_app.url}gradio_api/call/{endpoint}/{call.json()['event_id']}", timeout=60).text
 
 
 def test_requests_cannot_reach_files_outside_the_upload_cache(live_app):
-    """A caller naming a server path (not an upload) gets an error, not the file's content."""
+    """A caller naming a server path (not an upload) gets an error that says so, not the file's content."""
+    tracebacks = live_app.log_text().count("Traceback")
     for path in ("/etc/passwd", str(ROOT / "app.py")):
         file = {"path": path, "meta": {"_type": "gradio.FileData"}}
-        data = [file, file, 1, 1, None, 1, None, 1]
-        call = httpx.post(f"{live_app.url}gradio_api/call/colorize", json={"data": data})
-        events = httpx.get(f"{live_app.url}gradio_api/call/colorize/{call.json()['event_id']}", timeout=60).text
-        assert events.startswith("event: error"), events
+        events = _call(live_app, "colorize", [file, file, 1, 1, None, 1, None, 1])
+        assert events.startswith("event: error") and "it was not uploaded by a user" in events, events
         assert httpx.get(f"{live_app.url}gradio_api/file={path}").status_code == 403
+    assert live_app.log_text().count("Traceback") == tracebacks  # a caller's mistake, not the server's
+
+
+def test_wrong_number_of_arguments_gets_a_message(live_app):
+    tracebacks = live_app.log_text().count("Traceback")
+    events = _call(live_app, "colorize", [None])
+    assert events.startswith("event: error") and "needed: 8, got: 1" in events, events
+    assert live_app.log_text().count("Traceback") == tracebacks
 
 
 def test_without_vgg_weights_the_transfer_tab_says_how_to_fix_it(tmp_path):

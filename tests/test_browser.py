@@ -15,7 +15,7 @@ from PIL import Image
 import app
 from colorizer.style_colorizer import StyleColorizer
 
-from .live_app import ROOT
+from colorizer.paths import ROOT
 from .test_app import moved_toward
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python (requirements-dev.txt)")

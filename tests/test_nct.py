@@ -9,8 +9,8 @@ from PIL import Image
 from colorizer import ImageError, TransferConfig
 from colorizer.color import delta_e_2000, rgb_to_lab
 from colorizer.images import to_tensor
-
-from .conftest import EXAMPLES, PHOTOS
+from colorizer.paths import EXAMPLES
+from colorizer.paths import SHARED_PHOTOS
 
 SIZE = 192  # small working size: these tests check behaviour; the benchmark measures quality at 512
 
@@ -128,10 +128,10 @@ def test_bad_images(nct, tmp_path):
 
 def test_quality_floor_on_held_out_photos(nct):
     """A regression guard on real photos, sized for CI; the benchmark (benchmarks/nct_quality.py) measures quality."""
-    if not PHOTOS.is_dir():
+    if not SHARED_PHOTOS.is_dir():
         pytest.skip("needs ../shared/data/photos")
     from benchmarks.baselines import reinhard
-    from benchmarks.protocol import benchmark_photos, make_case, make_pair_case, photo_pairs, score
+    from colorizer.evaluation import benchmark_photos, make_case, make_pair_case, photo_pairs, score
 
     kinds = ("recolor", "colorize", "restyle", "regrade-self")
     cases = [make_case(p, kind) for p in benchmark_photos(2) for kind in kinds]

@@ -14,9 +14,9 @@ from colorizer.adain_unet import apply_tone, measure_tone
 from colorizer.color import delta_e_2000, is_gray, luminance, rgb_to_lab
 from colorizer.hub import WeightsNotFoundError
 from colorizer.images import ImageError, load_image, to_pil, to_tensor
+from colorizer.paths import EXAMPLES
 from colorizer.style_colorizer import BUNDLED, MODEL_ENV, StyleColorizer
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PHOTO, PAINTING, OTHER_PAINTING = EXAMPLES / "coast_day.jpg", EXAMPLES / "starry_night.jpg", EXAMPLES / "mona_lisa.jpg"
 
 
@@ -139,16 +139,55 @@ def test_style_mixing_and_bad_options(random_model):
     )
     mixed = random_model.colorize(PHOTO, [PAINTING, OTHER_PAINTING])
     assert not np.array_equal(_array(mixed), _array(a))
-    for kwargs, match in [
-        ({"strength": 1.5}, "strength"),
-        ({"working_size": 8}, "working size"),
-        ({"style_weights": [1, 1]}, "2 style weights for 1"),
-        ({"style_weights": [-1]}, "non-negative"),
-    ]:
-        with pytest.raises(ValueError, match=match):
-            random_model.colorize(PHOTO, PAINTING, **kwargs)
     with pytest.raises(ImageError, match="style image"):
         random_model.colorize(PHOTO, b"not an image")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"strength": 1.5}, "strength must be a number between 0 and 1"),
+        ({"strength": float("nan")}, "strength"),
+        ({"strength": "0.5"}, "strength"),
+        ({"strength": None}, "strength"),
+        ({"working_size": 8}, "working_size must be an integer between 64 and 4096"),
+        ({"working_size": 99999}, "working_size must be an integer between 64 and 4096"),  # capped like transfer's
+        ({"working_size": 0}, "working_size"),  # not the default in disguise
+        ({"working_size": "512"}, "working_size"),
+        ({"working_size": 512.5}, "working_size"),
+        ({"working_size": True}, "working_size"),
+        ({"style_weights": [1, 1]}, "2 style weights for 1"),
+        ({"style_weights": [-1]}, "non-negative"),
+        ({"style_weights": [float("nan")]}, "non-negative"),
+        ({"max_pixels": 0}, "max_pixels"),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, dict) else "",
+)
+def test_bad_options_fail_before_any_work(random_model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        random_model.colorize(PHOTO, PAINTING, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [(None, "no content image was given"), (np.full((64, 64), np.nan), "content image has NaN"), (7, "not int")],
+)
+def test_bad_content_images(random_model, content, match):
+    with pytest.raises(ImageError, match=match):
+        random_model.colorize(content, PAINTING)
+
+
+def test_broken_checkpoints_fail_clearly(saved, tmp_path):
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "config.json").write_text((saved / "config.json").read_text())
+    (garbage / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsNotFoundError, match="not a readable safetensors file"):
+        StyleColorizer.from_pretrained(garbage)
+    nan_model = StyleColorizer(working_size=64).eval()
+    torch.nn.init.constant_(nan_model.unet.head.weight, float("nan"))
+    with pytest.raises(RuntimeError, match="non-finite"):  # never a black image as the result
+        nan_model.colorize(PHOTO, PAINTING)
 
 
 def test_cli(saved, tmp_path):

@@ -1,8 +1,9 @@
-"""The training program: data, a few steps with checkpoint/resume/export, LPIPS weights, the Hub upload."""
+"""The training program: data, a few steps with checkpoint/resume/export, trackers, LPIPS weights, the Hub upload."""
 
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -15,14 +16,14 @@ from typing import ClassVar
 import pytest
 import torch
 from safetensors import safe_open
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from colorizer.color import luminance, rgb_to_lab
+from colorizer.paths import EXAMPLES, ROOT
 from colorizer.style_colorizer import StyleColorizer
+from training import train
 from training.data import RecolorCrops, load_photos, resolve_data
-from training.train import main, recalibrate_batchnorm
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+from training.train import main, parse_args, recalibrate_batchnorm
 
 # Tiny and fast: 32 px crops of the example images (8 train, 6 held out by the fixed split).
 FAST = [
@@ -73,18 +74,29 @@ def test_resolve_data_errors(tmp_path):
         resolve_data(str(tmp_path / "missing"))
 
 
-def test_train_checkpoint_resume_export(data_dir, tmp_path):
+def _logged_steps(run: Path) -> dict[str, list[int]]:
+    """The steps at which each scalar reached TensorBoard (accelerate's tracker, under OUTPUT_DIR/logs)."""
+    events = EventAccumulator(str(run / "logs" / "style-colorizer")).Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_train_checkpoint_resume_export(data_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="training")
     common = ["--data", str(data_dir), *FAST, "--steps", "4", "--checkpoint-every", "2", "--val-every", "2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert main([*common, "--output-dir", str(straight)]) == 0
+    # A checkpoint every step, of which accelerate keeps the newest 2 (--keep-checkpoints' default).
+    assert main([*common, "--checkpoint-every", "1", "--output-dir", str(straight)]) == 0
     assert main([*common, "--output-dir", str(resumed), "--steps", "2"]) == 0  # stops at step 2 ...
     assert main([*common, "--output-dir", str(resumed), "--resume", "latest"]) == 0  # ... and goes on to 4
 
+    checkpoints = straight / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_2", "checkpoint_3"]
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["checkpoint_0", "checkpoint_1"]
+    assert json.loads((checkpoints / "checkpoint_3" / "trainer_state.json").read_text())["step"] == 4
     # Exact resume: the same weights and optimizer state as the uninterrupted run.
     for name in ("model.safetensors", "optimizer.bin"):
-        a = (straight / "checkpoints" / "step_0000004" / name).read_bytes()
-        assert a == (resumed / "checkpoints" / "step_0000004" / name).read_bytes(), name
-    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["step_0000002", "step_0000004"]
+        a = (checkpoints / "checkpoint_3" / name).read_bytes()
+        assert a == (resumed / "checkpoints" / "checkpoint_1" / name).read_bytes(), name
 
     best = straight / "best"
     assert sorted(p.name for p in best.iterdir()) == ["README.md", "config.json", "model.safetensors"]
@@ -93,20 +105,32 @@ def test_train_checkpoint_resume_export(data_dir, tmp_path):
         assert f.get_tensor("style_encoder.norm.running_var").dtype == torch.float32  # beyond float16's range
     assert json.loads((best / "config.json").read_text())["working_size"] == 64
     card = (best / "README.md").read_text()
-    assert "| colorize |" in card and "| restyle |" in card and "step" in card
+    assert "| colorize |" in card and "| restyle |" in card and "step" in card and "mixed precision no" in card
     model = StyleColorizer.from_pretrained(best)
     assert model.colorize(EXAMPLES / "coast_day.jpg", EXAMPLES / "night_cafe.jpg").size == (512, 256)
 
-    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "val_colorize_de00" in r] == [2, 4]
+    logged = _logged_steps(straight)
+    assert logged["val/colorize_de00"] == logged["val/restyle_de00"] == [2, 4]
+    assert logged["train/loss"] == logged["train/lr"] == [1, 2, 3, 4]  # --log-every 1
     assert (straight / "samples" / "step_0000004.jpg").is_file()
-    assert "validation step 4" in (straight / "train.log").read_text()
+    assert "validation step 4" in caplog.text
 
     # --steps 0: score and export a checkpoint without training it.
     again = tmp_path / "again"
     assert main([*common, "--init-from", str(best), "--steps", "0", "--output-dir", str(again)]) == 0
-    assert "validation step 0" in (again / "train.log").read_text()
+    assert "validation step 0" in caplog.text and _logged_steps(again)["val/colorize_de00"] == [0]
     assert (again / "best" / "model.safetensors").is_file() and not (again / "checkpoints").exists()
+
+
+def test_precision_and_trackers_default_to_accelerate(monkeypatch, capsys):
+    args = parse_args(["--data", "photos"])
+    assert args.mixed_precision is None  # accelerate's configuration decides (see test_two_process_run)
+    assert args.log_with == ["tensorboard"] and parse_args(["--data", "photos", "--log-with"]).log_with == []
+    # accelerate would drop a tracker whose package is missing, silently: refused here instead.
+    monkeypatch.setattr(train, "get_available_trackers", lambda: [])
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "photos"])
+    assert "--log-with tensorboard: its package is not installed" in capsys.readouterr().err
 
 
 def test_batchnorm_recalibration_is_an_exact_average(data_dir):
@@ -126,17 +150,22 @@ def test_batchnorm_recalibration_is_an_exact_average(data_dir):
 
 
 def test_two_process_run(data_dir, tmp_path):
-    """Data-parallel training in two processes (gloo on the CPU), as accelerate runs it on several GPUs."""
+    """Data-parallel training in two processes (gloo on the CPU), as accelerate runs it on several GPUs.
+
+    In bf16 set as `accelerate launch --mixed_precision bf16` sets it (ACCELERATE_MIXED_PRECISION):
+    without --mixed-precision, the launcher's choice holds.
+    """
     out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_MIXED_PRECISION": "bf16"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += ["-m", "training.train", "--data", str(data_dir), *FAST, "--steps", "2", "--val-every", "2"]
     cmd += ["--checkpoint-every", "2", "--output-dir", str(out)]
     run = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "'processes': 2" in (out / "train.log").read_text()
-    ckpt = out / "checkpoints" / "step_0000002"
+    assert "'processes': 2" in run.stderr and "'mixed_precision': 'bf16'" in run.stderr
+    ckpt = out / "checkpoints" / "checkpoint_0"
     assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    assert "mixed precision bf16" in (out / "best" / "README.md").read_text()
     model = StyleColorizer.from_pretrained(out / "best")
     assert model.colorize(EXAMPLES / "coast_day.jpg", EXAMPLES / "night_cafe.jpg").size == (512, 256)
 
@@ -310,7 +339,5 @@ def test_hub_dataset_is_downloaded_and_trained_on(data_dir, tmp_path, hub_server
     images = sorted(n for n in _StandInHub.dataset_files if n.endswith(".jpg"))
     fetched = sorted(e["path"].rsplit("/", 1)[1] for e in log if e["method"] == "GET" and "/resolve/" in e["path"])
     assert fetched == images  # every image once, the README not at all
-    assert f"{_StandInHub.DATASET} (8 training photos; the fixed validation split's 6 photos held out)" in (
-        out / "train.log"
-    ).read_text()
+    assert f"{_StandInHub.DATASET} (8 training photos; the fixed validation split's 6 photos held out)" in run.stderr
     assert (out / "best" / "model.safetensors").is_file()

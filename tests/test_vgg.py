@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from colorizer.hub import WeightsNotFoundError, resolve_weights
-from colorizer.torchvision_compat import torchvision
 from colorizer.vgg import VGGFeatures
+from training.torchvision_compat import torchvision
 
 # VGG19's layout ("E") with narrow layers, so a test model is small.
 _NARROW_E = [4, 4, "M", 6, 6, "M", 8, 8, 8, 8, "M", 8, 8, 8, 8, "M", 8, 8, 8, 8, "M"]
@@ -33,6 +33,22 @@ def test_vgg19_structure_matches_torchvision(tmp_path):
         for k, idx in zip(range(1, 6), [1, 6, 11, 20, 29]):  # relu{k}_1 in torchvision's VGG19
             expected = features[: idx + 1]((x - mean) / std)
             assert torch.allclose(got[k], expected, atol=1e-5), k
+
+
+@pytest.mark.parametrize("level, convs", [(1, 1), (2, 3), (3, 5), (4, 9), (5, 13)])
+def test_a_pass_stops_at_the_deepest_level_asked_for(tmp_path, level, convs):
+    """relu{L}_1 alone runs the convolutions up to it, no further, and equals the full pass's."""
+    _torchvision_vgg19(tmp_path / "vgg19.safetensors")
+    vgg = VGGFeatures.from_file(tmp_path / "vgg19.safetensors").eval()
+    ran = []
+    for block in vgg.blocks:
+        for conv in block:
+            conv.register_forward_hook(lambda *_: ran.append(1))
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        alone = vgg(x, levels=(level,))
+        assert len(ran) == convs
+        assert torch.equal(alone[level], vgg(x)[level])
 
 
 def test_shared_vgg16(vgg_path):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from colorizer.hub import resolve_weights
-from colorizer.torchvision_compat import torchvision  # noqa: F401  (lpips imports torchvision: this first)
+from training.torchvision_compat import torchvision  # noqa: F401  (lpips imports torchvision: this first)
 
 
 def build_lpips(net: str = "vgg", backbone: str | None = None) -> nn.Module:

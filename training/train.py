@@ -1,10 +1,13 @@
 """Train the StyleColorizer: ``accelerate launch -m training.train --data FOLDER ...`` (or ``python -m``).
 
-Runs on the CPU, one GPU, or several GPUs/nodes (accelerate's launcher). The validation photos
-come from the fixed split of ``benchmarks.protocol.validation_split`` and are never trained on.
-Everything lands in ``--output-dir``: ``train.log``, ``metrics.jsonl``, ``samples/``,
-``checkpoints/step_N`` (``accelerator.save_state``, for exact resume) and ``best/`` (the best
-validation checkpoint exported with ``save_pretrained``, model card included).
+Runs on the CPU, one GPU, or several GPUs/nodes (accelerate's launcher), in the precision that
+``accelerate config`` or ``accelerate launch --mixed_precision`` chose unless ``--mixed-precision``
+says otherwise. The validation photos come from the fixed split of
+``colorizer.evaluation.validation_split`` and are never trained on. Everything lands in
+``--output-dir``: ``logs/`` (the metrics, through accelerate's trackers: TensorBoard by default),
+``samples/``, ``checkpoints/checkpoint_N`` (``accelerator.save_state`` with accelerate's automatic
+naming and rotation, for exact resume) and ``best/`` (the best validation checkpoint exported with
+``save_pretrained``, model card included).
 """
 
 from __future__ import annotations
@@ -23,17 +26,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.logging import get_logger
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import LoggerType, ProjectConfiguration, set_seed
 from huggingface_hub import HfApi
 from PIL import Image
 from tqdm.auto import tqdm
 
-from benchmarks.protocol import Case, image_files, make_case, score, validation_split
+from colorizer.evaluation import Case, image_files, make_case, score, validation_split
 from colorizer.style_colorizer import StyleColorizer
 from training.data import RecolorCrops, load_photos, resolve_data
 from training.perceptual import build_lpips
 
-log = logging.getLogger("training")
+log = get_logger("training")  # accelerate's logger: messages from the main process only
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--warmup-steps", type=int, default=100)
     g.add_argument("--weight-decay", type=float, default=1e-4)
     g.add_argument("--grad-clip", type=float, default=1.0)
-    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    g.add_argument(
+        "--mixed-precision",
+        choices=("no", "fp16", "bf16"),
+        help="default: what `accelerate config` or `accelerate launch --mixed_precision` set, else no",
+    )
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("loss")
     g.add_argument("--mse-weight", type=float, default=1.0)
@@ -94,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(0: keep training's moving averages)",
     )
     g.add_argument("--checkpoint-every", type=int, default=250)
-    g.add_argument("--keep-checkpoints", type=int, default=2)
+    g.add_argument("--keep-checkpoints", type=int, default=2, help="the newest N are kept (0: all)")
     g.add_argument("--resume", help="checkpoint folder to resume from, or 'latest'")
     g.add_argument(
         "--export-dtype", choices=("float16", "float32"), default="float16", help="dtype of the exported parameters"
@@ -103,8 +112,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--push-to-hub", metavar="REPO", help="upload the best checkpoint to this Hub repo (token: HF_TOKEN)"
     )
     g.add_argument("--hub-private", action="store_true")
+    g = p.add_argument_group("metrics")
+    g.add_argument(
+        "--log-with",
+        nargs="*",
+        default=["tensorboard"],
+        choices=LoggerType.list(),
+        metavar="TRACKER",
+        help="accelerate's trackers for the metrics (default: tensorboard, under OUTPUT_DIR/logs), of "
+        f"{', '.join(LoggerType.list())}; 'all': every one installed; none given: no tracker",
+    )
     g.add_argument("--log-every", type=int, default=25)
     args = p.parse_args(argv)
+    # accelerate would drop a tracker whose package is missing without a word.
+    missing = sorted(set(args.log_with) - {"all"} - {tracker.value for tracker in get_available_trackers()})
+    if missing:
+        p.error(f"--log-with {missing[0]}: its package is not installed (tensorboard: `pip install -e .[train]`)")
     if args.crop_size % 16:
         p.error("--crop-size must be a multiple of 16")
     if args.steps < 0 or (args.steps == 0 and not args.init_from):
@@ -114,7 +137,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    out: Path = args.output_dir
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        log_with=args.log_with,
+        project_config=ProjectConfiguration(
+            project_dir=str(out),
+            logging_dir=str(out / "logs"),
+            automatic_checkpoint_naming=True,  # checkpoints/checkpoint_N ...
+            total_limit=args.keep_checkpoints or None,  # ... the oldest removed beyond this many
+        ),
+    )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         # Without this check each process would train alone, all writing to the same output folder.
@@ -122,13 +155,23 @@ def main(argv: list[str] | None = None) -> int:
             f"launched as {launched} processes, but accelerate runs {accelerator.num_processes}: "
             "without GPUs, run `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N -m training.train ...`"
         )
-    out: Path = args.output_dir
+    log.logger.setLevel(logging.INFO)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _setup_logging(out / "train.log")
     set_seed(args.seed)
 
-    root = resolve_data(args.data)
+    options = {"dropout": args.dropout, "style_size": args.style_size, "working_size": args.working_size}
+    # What comes from the network (a Hub dataset, an --init-from repo, LPIPS' weights) is downloaded by
+    # one process per machine, whose cache it fills; the machine's other processes then read the cache.
+    with accelerator.local_main_process_first():
+        root = resolve_data(args.data)
+        if args.init_from:  # the checkpoint fixes the architecture; the other options are this run's
+            model = StyleColorizer.from_pretrained(args.init_from, **options)
+        else:
+            model = StyleColorizer(
+                style_dim=args.style_dim, bottom_stages=args.bottom_stages, tone_knots=args.tone_knots, **options
+            )
+        perceptual = build_lpips(args.lpips_net, args.lpips_backbone) if args.lpips_weight > 0 else None
     train_paths, val_paths = validation_split(image_files(root), root)
     if not train_paths or not val_paths:
         raise ValueError(f"{root} has {len(train_paths)} training and {len(val_paths)} validation images; need both")
@@ -164,20 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
     )
 
-    options = {"dropout": args.dropout, "style_size": args.style_size, "working_size": args.working_size}
-    if args.init_from:  # the checkpoint fixes the architecture; the other options are this run's
-        model = StyleColorizer.from_pretrained(args.init_from, **options)
-    else:
-        model = StyleColorizer(
-            style_dim=args.style_dim, bottom_stages=args.bottom_stages, tone_knots=args.tone_knots, **options
-        )
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     # accelerate steps a prepared scheduler once per process per optimizer step: count in those units.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(args, world))
-    perceptual = (
-        build_lpips(args.lpips_net, args.lpips_backbone).to(accelerator.device) if args.lpips_weight > 0 else None
-    )
+    if perceptual is not None:
+        perceptual = perceptual.to(accelerator.device)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     state = {"step": 0, "best": math.inf, "best_step": None}
@@ -186,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.load_state(str(ckpt))
         state = json.loads((ckpt / "trainer_state.json").read_text())
         log.info("resumed from %s at step %d", ckpt, state["step"])
+    # accelerate numbers checkpoints from 0 in each run: continue after those already in the folder.
+    accelerator.project_configuration.iteration = 1 + max(map(_checkpoint_number, _checkpoints(out)), default=-1)
     batches = accelerator.skip_first_batches(loader, state["step"]) if state["step"] else loader
 
     cases = _validation_cases(val_paths, args.val_images)
@@ -194,9 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(val_paths)} photos held out)",
         "processes": world,
         "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
     }
+    plain = accelerator.unwrap_model(model)  # the module itself, without a DDP wrapper: for validation and export
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("training %s: %d params, %s", type(accelerator.unwrap_model(model)).__name__, n_params, run_info)
+    log.info("training %s: %d params, %s", type(plain).__name__, n_params, run_info)
+    accelerator.init_trackers("style-colorizer", config=_tracker_config({**vars(args), **run_info}))
 
     bar = tqdm(
         total=args.steps,
@@ -207,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     tic, seen = time.perf_counter(), 0
     if args.steps == 0 and accelerator.is_main_process:  # nothing to train: score and export --init-from as it is
-        _validate_and_export(accelerator.unwrap_model(model), calibration, cases, state, args, run_info, out)
+        accelerator.log(_validate_and_export(plain, calibration, cases, state, args, run_info), step=0)
     for batch in batches:
         loss, mse, lp = training_loss(model, perceptual, batch, args)
         accelerator.backward(loss)
@@ -223,35 +263,33 @@ def main(argv: list[str] | None = None) -> int:
 
         if step % args.log_every == 0 or step == args.steps:
             rate = seen / (time.perf_counter() - tic)
-            msg = {
-                "step": step,
-                "loss": loss.item(),
-                "mse": mse.item(),
-                "lpips": lp.item(),
-                "lr": scheduler.get_last_lr()[0],
-                "img_per_s": rate,
+            metrics = {
+                "train/loss": loss.item(),
+                "train/mse": mse.item(),
+                "train/lpips": lp.item(),
+                "train/lr": scheduler.get_last_lr()[0],
+                "train/img_per_s": rate,
             }
+            accelerator.log(metrics, step=step)
             bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
-            if accelerator.is_main_process:
-                log.info(
-                    "step %d loss %.4f (mse %.4f, lpips %.4f) lr %.2e, %.2f img/s",
-                    step,
-                    msg["loss"],
-                    msg["mse"],
-                    msg["lpips"],
-                    msg["lr"],
-                    rate,
-                )
-                _append_jsonl(out / "metrics.jsonl", msg)
+            log.info(
+                "step %d loss %.4f (mse %.4f, lpips %.4f) lr %.2e, %.2f img/s",
+                step,
+                metrics["train/loss"],
+                metrics["train/mse"],
+                metrics["train/lpips"],
+                metrics["train/lr"],
+                rate,
+            )
             tic, seen = time.perf_counter(), 0
 
         if step % args.val_every == 0 or step == args.steps:
             if accelerator.is_main_process:
-                _validate_and_export(accelerator.unwrap_model(model), calibration, cases, state, args, run_info, out)
+                accelerator.log(_validate_and_export(plain, calibration, cases, state, args, run_info), step=step)
             accelerator.wait_for_everyone()
             model.train()
         if step % args.checkpoint_every == 0 or step == args.steps:
-            _checkpoint(accelerator, state, out, args.keep_checkpoints)
+            _checkpoint(accelerator, state)
         if step >= args.steps:
             break
     bar.close()
@@ -324,11 +362,11 @@ def _validation_cases(paths: list[Path], limit: int) -> dict[str, list[Case]]:
 
 
 def _validate_and_export(
-    model: StyleColorizer, calibration, cases: dict[str, list[Case]], state: dict, args, run_info: dict, out: Path
-) -> None:
+    model: StyleColorizer, calibration, cases: dict[str, list[Case]], state: dict, args, run_info: dict
+) -> dict[str, float]:
     """Recompute BatchNorm statistics, score the protocol's colorize and restyle cases, save a sample grid,
-    export when best."""
-    step = state["step"]
+    export when best. Returns the scores, named for the trackers."""
+    step, out = state["step"], args.output_dir
     if args.bn_batches > 0:
         recalibrate_batchnorm(model, calibration)
     outputs = {kind: [model.colorize(c.source, c.reference) for c in kind_cases] for kind, kind_cases in cases.items()}
@@ -337,16 +375,13 @@ def _validate_and_export(
     }
     value = (metrics["colorize"] + metrics["restyle"]) / 2
     log.info("validation step %d: colorize dE00 %.2f, restyle dE00 %.2f", step, metrics["colorize"], metrics["restyle"])
-    _append_jsonl(
-        out / "metrics.jsonl",
-        {"step": step, "val_colorize_de00": metrics["colorize"], "val_restyle_de00": metrics["restyle"]},
-    )
     (out / "samples").mkdir(exist_ok=True)
     _sample_grid(cases, outputs, rows=4).save(out / "samples" / f"step_{step:07d}.jpg", quality=88)
     if value < state["best"]:
         state.update(best=value, best_step=step)
         _export(model, out / "best", args, run_info, step, metrics, len(cases["colorize"]))
         log.info("new best (mean dE00 %.2f): exported to %s", value, out / "best")
+    return {f"val/{kind}_de00": de for kind, de in metrics.items()}
 
 
 def _sample_grid(
@@ -398,7 +433,7 @@ def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int
             (
                 f"- Optimiser: AdamW, lr {args.lr} ({args.lr_schedule}, {args.warmup_steps} warm-up steps), weight "
                 f"decay {args.weight_decay}, batch {args.batch_size} x {run_info['processes']} process(es), mixed "
-                f"precision {args.mixed_precision}, on {run_info['device']}."
+                f"precision {run_info['mixed_precision']}, on {run_info['device']}."
             ),
             f"- Steps: this checkpoint is step {step} of a {args.steps}-step run{origin}.",
             (
@@ -412,7 +447,7 @@ def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int
     table = "\n".join(
         [
             (
-                f"Protocol of `benchmarks/protocol.py` on {n_val} validation photos "
+                f"Protocol of `colorizer/evaluation.py` on {n_val} validation photos "
                 "(mean CIEDE2000 against the truth, lower is better):"
             ),
             "",
@@ -430,21 +465,29 @@ def _export(model: StyleColorizer, folder: Path, args, run_info: dict, step: int
     tmp.rename(folder)
 
 
-def _checkpoint(accelerator: Accelerator, state: dict, out: Path, keep: int) -> None:
-    folder = out / "checkpoints" / f"step_{state['step']:07d}"
-    accelerator.save_state(str(folder))
+def _checkpoint(accelerator: Accelerator, state: dict) -> None:
+    """``save_state`` into the next ``checkpoints/checkpoint_N`` (accelerate removes the oldest beyond
+    ``--keep-checkpoints``), then the step and best score beside it, as JSON rather than a pickle."""
+    folder = Path(accelerator.save_state())
     if accelerator.is_main_process:
         (folder / "trainer_state.json").write_text(json.dumps(state))
-        for old in sorted((out / "checkpoints").glob("step_*"))[:-keep] if keep > 0 else []:
-            shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
 
+def _checkpoints(out: Path) -> list[Path]:
+    return list((out / "checkpoints").glob("checkpoint_*"))
+
+
+def _checkpoint_number(folder: Path) -> int:
+    return int(folder.name.removeprefix("checkpoint_"))
+
+
 def _latest_checkpoint(out: Path) -> Path:
-    found = sorted(p for p in (out / "checkpoints").glob("step_*") if (p / "trainer_state.json").is_file())
+    """The newest complete checkpoint: its trainer_state.json is written last."""
+    found = [p for p in _checkpoints(out) if (p / "trainer_state.json").is_file()]
     if not found:
         raise FileNotFoundError(f"no checkpoint to resume under {out / 'checkpoints'}")
-    return found[-1]
+    return max(found, key=_checkpoint_number)
 
 
 def _push(folder: Path, repo: str, private: bool, state: dict) -> str:
@@ -457,21 +500,12 @@ def _push(folder: Path, repo: str, private: bool, state: dict) -> str:
     return info.commit_url
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _setup_logging(path: Path) -> None:
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for old in list(log.handlers):  # main() may run more than once in a process (tests)
-        log.removeHandler(old)
-        old.close()
-    for handler in (logging.FileHandler(path), logging.StreamHandler(sys.stderr)):
-        handler.setFormatter(fmt)
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
+def _tracker_config(values: dict) -> dict:
+    """The run's options for the trackers, which take numbers, strings, booleans and None only."""
+    return {k: v if v is None or isinstance(v, (bool, int, float, str)) else str(v) for k, v in values.items()}
 
 
 if __name__ == "__main__":
+    # The program's lines on stderr; accelerate's own stay at WARNING unless ACCELERATE_LOG_LEVEL says otherwise.
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     sys.exit(main())
