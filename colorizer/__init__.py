@@ -9,10 +9,11 @@
 from .config import TransferConfig
 from .hub import WeightsNotFoundError
 from .images import ImageError
-from .nct import NeuralColorTransfer, TransferOutput
+from .nct import BatchOutput, NeuralColorTransfer, TransferOutput
 from .style_colorizer import StyleColorizer
 
 __all__ = [
-    "NeuralColorTransfer", "TransferConfig", "TransferOutput", "StyleColorizer", "ImageError", "WeightsNotFoundError",
+    "NeuralColorTransfer", "TransferConfig", "TransferOutput", "BatchOutput", "StyleColorizer", "ImageError",
+    "WeightsNotFoundError",
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Command line: ``python -m colorizer transfer|colorize ... -o OUT.png``.
+"""Command line: ``python -m colorizer transfer|batch|colorize ...``.
 
 Bad input (options, images, the output path, the device, the weights) fails before any computation
 with one line on stderr and exit status 2; a computation that fails (e.g. options that leave the
@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(err, 2)
     except RuntimeError as err:  # e.g. options that leave the colour model without a solution
         return _fail(err, 1)
-    if not args.quiet:
+    if outputs and not args.quiet:
         print(f"wrote {', '.join(map(str, outputs))}", file=sys.stderr)
-    return 0
+    return getattr(args, "status", 0)
 
 
 def _fail(err: Exception, status: int) -> int:
@@ -60,6 +60,27 @@ def _transfer(args: argparse.Namespace) -> dict[Path, Image.Image]:
     if args.save_levels:
         outputs.update({_level_path(args.output, level): img for level, img in result.levels.items()})
     return outputs
+
+
+def _batch(args: argparse.Namespace) -> dict[Path, Image.Image]:
+    """Writes its outputs itself, one by one, so that a run can be resumed; returns nothing to write."""
+    from .nct import NeuralColorTransfer, batch_sources
+
+    config = _config(args)
+    sources = [p for s in args.sources for p in batch_sources(s)]  # folders expanded, before the weights load
+    nct = NeuralColorTransfer.from_pretrained(args.vgg, device=args.device)
+    result = nct.transfer_batch(
+        sources, args.references, args.output_dir, config, max_pixels=args.max_pixels,
+        progress=None if args.quiet else lambda done, total, msg: print(f"[{done}/{total}] {msg}", file=sys.stderr),
+    )
+    for path, why in result.failed.items():
+        print(f"failed: {path}: {why}", file=sys.stderr)
+    if not args.quiet:
+        per_minute = 60 * len(result.written) / result.seconds if result.written else 0.0
+        print(f"{len(result.written)} written, {len(result.skipped)} done before, {len(result.failed)} failed "
+              f"in {result.seconds:.0f} s ({per_minute:.1f} images/min) -> {args.output_dir}", file=sys.stderr)
+    args.status = 1 if result.failed else 0
+    return {}
 
 
 def _colorize(args: argparse.Namespace) -> dict[Path, Image.Image]:
@@ -91,7 +112,9 @@ def _config(args: argparse.Namespace) -> TransferConfig:
 
 
 def _output_paths(args: argparse.Namespace) -> list[Path]:
-    """Every file the command would write."""
+    """Every file the command would write (a batch checks its folder itself)."""
+    if hasattr(args, "output_dir"):
+        return []
     paths = [args.output]
     if getattr(args, "save_levels", False):
         paths += [_level_path(args.output, level) for level in args.levels or LEVELS]
@@ -146,6 +169,38 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transfer", help="Neural Color Transfer from one or more reference photos")
     p.add_argument("source", help="image to recolour (a gray image is colorized)")
     p.add_argument("references", nargs="+", help="reference image(s) to take colours from")
+    _transfer_options(p)
+    p.add_argument("--save-levels", action="store_true", help="also write OUT_L5.png .. OUT_L1.png")
+    p.add_argument("--profile", action="store_true", help="print the seconds spent per stage (features, matching, "
+                   "voting, model fit, upsample) as a table")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
+    _common(p)
+    p.set_defaults(run=_transfer)
+
+    p = sub.add_parser("batch", help="Neural Color Transfer of many photos to the same reference(s); resumable")
+    p.add_argument("sources", nargs="+", help="images to recolour, or folders of them")
+    p.add_argument("-r", "--references", nargs="+", required=True, help="reference image(s), read once for all")
+    _transfer_options(p)
+    p.add_argument("-o", "--output-dir", type=Path, required=True,
+                   help="folder for the results, OUT_DIR/<source name>.png; sources already done there are skipped")
+    _common(p)
+    p.set_defaults(run=_batch)
+
+    p = sub.add_parser("colorize", help="colorize an image in the colour style of one or more style images (AdaIN UNet)")
+    p.add_argument("content", help="image to colorize (a colour image is converted to gray first)")
+    p.add_argument("styles", nargs="+", help="style image(s): paintings or photos whose colours to use")
+    p.add_argument("--model", help="checkpoint folder or Hub repo (default: $COLORIZER_STYLE_MODEL, else the bundled one)")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per style image for mixing them (default: equal)")
+    p.add_argument("--strength", type=float, default=1.0, help="0 keeps the gray image, 1 is the full colorization")
+    p.add_argument("--working-size", type=int, help="long side the network runs at (default: the model's, 512)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
+    _common(p)
+    p.set_defaults(run=_colorize)
+    return parser
+
+
+def _transfer_options(p: argparse.ArgumentParser) -> None:
+    """The VGG weights, and one flag per field of TransferConfig, under the same names."""
     p.add_argument("--vgg", help="VGG weights: .safetensors file or Hub repo (default: $COLORIZER_VGG, else timm/vgg19.tv_in1k)")
     for name, f in TransferConfig.options().items():
         flag, helptext = "--" + name.replace("_", "-"), f"{f.metadata['help']} (default: {_shown(f.default)})"
@@ -155,26 +210,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=int, nargs="+", help=helptext)
         else:
             p.add_argument(flag, type=int if f.type == "int" else float, help=helptext)
-    p.add_argument("--save-levels", action="store_true", help="also write OUT_L5.png .. OUT_L1.png")
-    p.add_argument("--profile", action="store_true", help="print the seconds spent per stage (features, matching, "
-                   "voting, model fit, upsample) as a table")
-    _common(p)
-    p.set_defaults(run=_transfer)
-
-    p = sub.add_parser("colorize", help="colorize an image in the colour style of one or more style images (AdaIN UNet)")
-    p.add_argument("content", help="image to colorize (a colour image is converted to gray first)")
-    p.add_argument("styles", nargs="+", help="style image(s): paintings or photos whose colours to use")
-    p.add_argument("--model", help="checkpoint folder or Hub repo (default: $COLORIZER_STYLE_MODEL, else the bundled one)")
-    p.add_argument("--weights", type=float, nargs="+", help="one weight per style image for mixing them (default: equal)")
-    p.add_argument("--strength", type=float, default=1.0, help="0 keeps the gray image, 1 is the full colorization")
-    p.add_argument("--working-size", type=int, help="long side the network runs at (default: the model's, 512)")
-    _common(p)
-    p.set_defaults(run=_colorize)
-    return parser
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", type=Path, required=True, help="output image file (.png, .jpg, ...)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     p.add_argument("--max-pixels", type=int,
                    help="reject images with more pixels than this (default 40000000, or $COLORIZER_MAX_PIXELS)")

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -25,7 +26,7 @@ from torch import Tensor
 from .config import TransferConfig
 from .color import is_gray, lab_to_rgb, luminance, rgb_to_lab
 from .guided_filter import guided_filter, guided_upsample
-from .images import ImageError, ImageInput, load_image, to_pil, to_tensor
+from .images import ImageError, ImageInput, check_output_path, load_image, save_image, to_pil, to_tensor
 from .local_linear import detail_weights, fit_local_linear, smoothness_weights
 from .neighbors import feature_clusters, nonlocal_neighbors
 from .patchmatch import patchmatch, upsample_nnf
@@ -48,6 +49,28 @@ class TransferOutput:
     """Level number -> the result after that level (coarsest first), at the working resolution, full strength."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage, and ``total``."""
+
+
+@dataclass
+class BatchOutput:
+    """Result of :meth:`NeuralColorTransfer.transfer_batch`."""
+
+    written: list[Path] = field(default_factory=list)
+    """Outputs written by this run."""
+    skipped: list[Path] = field(default_factory=list)
+    """Outputs that existed already (a resumed run), left as they were."""
+    failed: dict[Path, str] = field(default_factory=dict)
+    """Source -> why it could not be transferred."""
+    seconds: float = 0.0
+
+
+@dataclass
+class _References:
+    """The references at the working size, read once for any number of sources."""
+
+    rgbs: list[Tensor]
+    labs: list[Tensor]  # normalised Lab, as the source's
+    feats: dict[bool, list[dict[int, Tensor]]] = field(default_factory=dict)  # gray source? -> features per ref
 
 
 @dataclass
@@ -109,15 +132,73 @@ class NeuralColorTransfer:
         message)`` is called after each level.
         """
         config = (config or TransferConfig()).with_options(**options)
+        refs = self._references(references, config, max_pixels)
+        return self._run(load_image(source, name="source", max_pixels=max_pixels), refs, config, progress)
+
+    def transfer_batch(
+        self,
+        sources: str | os.PathLike | Sequence[str | os.PathLike],
+        references: ImageInput | Sequence[ImageInput],
+        output_dir: str | os.PathLike,
+        config: TransferConfig | None = None,
+        *,
+        max_pixels: int | None = None,
+        progress: ProgressCallback | None = None,
+        **options,
+    ) -> BatchOutput:
+        """Recolour many photos with the same references, writing ``output_dir/<source name>.png``.
+
+        ``sources`` is a folder (its image files, sorted) or a list of files. The references are
+        read and their features computed once. A source whose output already exists is skipped,
+        so an interrupted run resumes where it stopped (outputs are written atomically: one that
+        exists is complete). A source that cannot be read or transferred is reported in
+        ``failed`` and the rest go on. ``progress(done, total, message)`` is called after each
+        source, with the time left in the message.
+        """
+        config = (config or TransferConfig()).with_options(**options)
+        paths = batch_sources(sources)
+        out_dir = Path(output_dir)
+        targets = {path: out_dir / f"{path.stem}.png" for path in paths}
+        if len(set(targets.values())) < len(targets):
+            raise ValueError("two sources share a file name (stem); their outputs would collide")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        check_output_path(out_dir / "probe.png")  # a read-only folder fails now, not after the first image
+        refs = self._references(references, config, max_pixels)
+        result = BatchOutput()
+        start, computed = time.perf_counter(), 0
+        for done, (path, target) in enumerate(targets.items(), start=1):
+            if target.exists():
+                result.skipped.append(target)
+            else:
+                try:
+                    src = load_image(path, name=str(path), max_pixels=max_pixels)
+                    save_image(self._run(src, refs, config, None).image, target)
+                    result.written.append(target)
+                except (ImageError, RuntimeError, OSError) as err:  # this file, not the batch
+                    result.failed[path] = " ".join(str(err).split())
+                computed += 1
+            if progress is not None:
+                rate = (time.perf_counter() - start) / max(computed, 1)
+                left = rate * sum(not t.exists() for t in list(targets.values())[done:])
+                progress(done, len(targets), f"{path.name}: {_status(result, path, target)}, about {left:.0f} s left")
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _references(self, references: ImageInput | Sequence[ImageInput], config: TransferConfig,
+                    max_pixels: int | None) -> "_References":
         refs = list(references) if isinstance(references, (list, tuple)) else [references]
         if not refs:
             raise ImageError("at least one reference image is needed")
-        src_img = load_image(source, name="source", max_pixels=max_pixels)
-        ref_imgs = [load_image(r, name=f"reference {i + 1}", max_pixels=max_pixels) for i, r in enumerate(refs)]
+        imgs = [load_image(r, name=f"reference {i + 1}", max_pixels=max_pixels) for i, r in enumerate(refs)]
+        rgbs = [_resize(to_tensor(r, self.device), working_shape(r.size, config.working_size)) for r in imgs]
+        return _References(rgbs=rgbs, labs=[rgb_to_lab(r) / 100 for r in rgbs])
 
+    def _run(self, src_img: Image.Image, refs: "_References", config: TransferConfig,
+             progress: ProgressCallback | None) -> TransferOutput:
+        """The method on one loaded source: prepare, the levels coarse to fine, the full-resolution output."""
         timer = _Timer(self.device)
-        scene = self._prepare(src_img, ref_imgs, config, timer)
-        state = _State(current=scene.source_rgb, fields=[None] * len(refs))
+        scene = self._prepare(src_img, refs, config, timer)
+        state = _State(current=scene.source_rgb, fields=[None] * len(refs.rgbs))
         levels = {}
         for step, level in enumerate(config.levels, start=1):
             state = self._level(scene, state, level, config, timer)
@@ -128,18 +209,18 @@ class NeuralColorTransfer:
             image = to_pil(_apply(state.coeffs, scene.source_full, scene.first, config.strength, config.strip_rows))
         return TransferOutput(image=image, levels=levels, timings=dict(timer.seconds, total=timer.total()))
 
-    def _prepare(self, src_img: Image.Image, ref_imgs: list[Image.Image], config: TransferConfig,
+    def _prepare(self, src_img: Image.Image, refs: "_References", config: TransferConfig,
                  timer: "_Timer") -> _Scene:
-        """Images to tensors at the working size; the references' features; the source's clusters."""
+        """The source at the working size; the references' features (once per kind of source); its clusters."""
         src_full = to_tensor(src_img, self.device)
         gray = is_gray(src_full)
         src_rgb = _resize(src_full, working_shape(src_img.size, config.working_size))
         gen = torch.Generator(self.device).manual_seed(config.seed)
         with timer("features"):
-            ref_rgbs = [_resize(to_tensor(r, self.device), working_shape(r.size, config.working_size))
-                        for r in ref_imgs]
-            # A gray source cannot be matched on colour: the references are seen in gray too.
-            ref_feats = [self._features(luminance(r).expand(3, -1, -1) if gray else r, config.levels) for r in ref_rgbs]
+            if gray not in refs.feats:
+                # A gray source cannot be matched on colour: the references are seen in gray too.
+                refs.feats[gray] = [self._features(luminance(r).expand(3, -1, -1) if gray else r, config.levels)
+                                    for r in refs.rgbs]
             # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,
             # so what the VGG sees of it never changes: one pass serves every level.
             src_feats = self._features(src_rgb, tuple(sorted({5, *config.levels}, reverse=True)) if gray else (5,))
@@ -148,8 +229,7 @@ class NeuralColorTransfer:
         return _Scene(
             source_full=src_full, source_rgb=src_rgb, source_lab=rgb_to_lab(src_rgb) / 100,
             first=0 if config.transfer_lightness and not gray else 1, gray=gray,
-            source_feats=src_feats, ref_feats=ref_feats,
-            ref_labs=[rgb_to_lab(r) / 100 for r in ref_rgbs], clusters=clusters, generator=gen,
+            source_feats=src_feats, ref_feats=refs.feats[gray], ref_labs=refs.labs, clusters=clusters, generator=gen,
         )
 
     def _level(self, scene: _Scene, state: _State, level: int, config: TransferConfig, timer: "_Timer") -> _State:
@@ -258,6 +338,23 @@ def _apply(coeffs: Tensor, rgb: Tensor, first: int, strength: float, strip_rows:
     if not torch.isfinite(out).all():
         raise RuntimeError("the colour model produced non-finite values; try other options (e.g. smaller weights)")
     return out
+
+
+def batch_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files of a folder (sorted, not recursive), or the given files; none at all is an error."""
+    if isinstance(sources, (str, os.PathLike)) and Path(sources).is_dir():
+        paths = sorted(p for p in Path(sources).iterdir() if p.suffix.lower() in Image.registered_extensions())
+    else:
+        paths = [Path(p) for p in ([sources] if isinstance(sources, (str, os.PathLike)) else sources)]
+    if not paths:
+        raise ImageError(f"no image files in {sources}")
+    return paths
+
+
+def _status(result: BatchOutput, path: Path, target: Path) -> str:
+    if path in result.failed:
+        return f"failed ({result.failed[path]})"
+    return "skipped (done before)" if target in result.skipped else "done"
 
 
 def working_shape(size: tuple[int, int], working_size: int) -> tuple[int, int]:

@@ -40,6 +40,19 @@ def test_profile_prints_where_the_time_went(vgg_path, tmp_path):
     assert 90 <= sum(shares) <= 100.5  # the stages account for the run, set-up aside
 
 
+def test_batch_reports_a_bad_file_goes_on_and_resumes(vgg_path, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    args = ("batch", EXAMPLES / "green_hills.jpg", bad, "-r", EXAMPLES / "ochre_hills.jpg", "-o", tmp_path / "out",
+            "--working-size", "64", "--levels", "5", "4", "--vgg", vgg_path)
+    proc = _run(*args)
+    assert proc.returncode == 1, proc.stderr  # finished, but not everything could be done
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["green_hills.png"]
+    assert f"failed: {bad}" in proc.stderr and "1 written, 0 done before, 1 failed" in proc.stderr
+    proc = _run(*args)
+    assert "0 written, 1 done before, 1 failed" in proc.stderr, proc.stderr
+
+
 def test_bad_input_one_line_and_nothing_written(vgg_path, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes((EXAMPLES / "coast_day.jpg").read_bytes()[:3000])  # truncated JPEG

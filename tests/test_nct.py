@@ -9,8 +9,7 @@ from PIL import Image
 from colorizer import ImageError, TransferConfig
 from colorizer.color import delta_e_2000, rgb_to_lab
 from colorizer.images import to_tensor
-from colorizer.paths import EXAMPLES
-from colorizer.paths import SHARED_PHOTOS
+from colorizer.paths import EXAMPLES, SHARED_PHOTOS
 
 SIZE = 192  # small working size: these tests check behaviour; the benchmark measures quality at 512
 
@@ -168,3 +167,27 @@ def test_reference_structure_does_not_ghost_into_flat_regions(nct):
     assert moved < 0.5, moved
     # ... but the wall stayed flat: its spread is the source's noise, not the stripes (their std is ~20 L*).
     assert out_lab.std((1, 2)).max() < 2 * src_lab.std((1, 2)).max() + 0.5, (out_lab.std((1, 2)), src_lab.std((1, 2)))
+
+
+def test_batch_matches_single_transfers_skips_bad_files_and_resumes(nct, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("green_hills", "coast_day"):
+        Image.open(EXAMPLES / f"{name}.jpg").save(folder / f"{name}.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    options = dict(working_size=96, levels=(5, 4, 3))
+    messages = []
+    first = nct.transfer_batch(folder, EXAMPLES / "ochre_hills.jpg", tmp_path / "out", **options,
+                               progress=lambda done, total, msg: messages.append((done, total, msg)))
+    assert sorted(p.name for p in first.written) == ["coast_day.png", "green_hills.png"]
+    assert list(first.failed) == [folder / "broken.jpg"] and "broken.jpg" in first.failed[folder / "broken.jpg"]
+    assert [m[:2] for m in messages] == [(1, 3), (2, 3), (3, 3)] and "failed" in messages[0][2]
+    # The references are read once for the whole batch; each result is what a single transfer gives.
+    single = nct.transfer(folder / "green_hills.jpg", EXAMPLES / "ochre_hills.jpg", **options).image
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "green_hills.png")), np.asarray(single))
+
+    stamps = {p: p.stat().st_mtime_ns for p in first.written}
+    again = nct.transfer_batch(folder, EXAMPLES / "ochre_hills.jpg", tmp_path / "out", **options)
+    assert again.written == [] and sorted(again.skipped) == sorted(first.written) and list(again.failed) == list(
+        first.failed)
+    assert {p: p.stat().st_mtime_ns for p in first.written} == stamps  # finished images are not redone
