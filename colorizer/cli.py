@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-import torch
 from PIL import Image
 
 from .config import LEVELS, TransferConfig
+from .devices import resolve_device
 from .hub import WeightsNotFoundError
 from .images import ImageError, check_max_pixels, check_output_path, save_images
 
@@ -103,7 +103,8 @@ def _check_common(args: argparse.Namespace) -> None:
     for path in _output_paths(args):
         check_output_path(path)
     check_max_pixels(args.max_pixels)
-    _check_device(args.device)
+    if args.device is not None:
+        resolve_device(args.device)
 
 
 def _config(args: argparse.Namespace) -> TransferConfig:
@@ -133,21 +134,6 @@ def _profile_table(timings: dict[str, float]) -> str:
 
 def _level_path(output: Path, level: int) -> Path:
     return output.with_name(f"{output.stem}_L{level}{output.suffix}")
-
-
-def _check_device(spec: str | None) -> None:
-    """Refuse a device that torch does not know or this machine does not have (e.g. cuda without a GPU)."""
-    if spec is None:
-        return
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ValueError(f"unknown device {spec!r}; use cpu, cuda, cuda:1, mps, ...") from None
-    try:
-        torch.empty(0, device=device)  # the cheapest way to ask the backend itself
-    except Exception as err:  # AssertionError, RuntimeError or NotImplementedError, depending on the backend
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"device {spec!r} is not available on this machine ({reason}); try --device cpu") from None
 
 
 def _shown(value: object) -> str:

@@ -24,6 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from .config import TransferConfig
+from .devices import resolve_device
 from .color import is_gray, lab_to_rgb, luminance, rgb_to_lab
 from .guided_filter import guided_filter, guided_upsample
 from .images import ImageError, ImageInput, check_output_path, load_image, save_image, to_pil, to_tensor
@@ -102,7 +103,7 @@ class NeuralColorTransfer:
     """Photo-to-photo colour transfer through dense semantic correspondences."""
 
     def __init__(self, vgg: VGGFeatures, device: torch.device | str | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         # Half precision halves the VGG's cost on a GPU; on a CPU float32 is faster.
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.vgg = vgg.to(self.device, dtype).eval().requires_grad_(False)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from .adain_unet import AdaINUNet, StyleEncoder, measure_tone
 from .color import lab_to_rgb, luminance, rgb_to_lab
 from .config import TransferConfig
+from .devices import resolve_device
 from .hub import WeightsNotFoundError, is_repo_id
 from .images import ImageInput, load_image, to_tensor
 
@@ -114,7 +115,7 @@ class StyleColorizer(
         if not Path(spec).is_dir() and not is_repo_id(spec):
             raise WeightsNotFoundError(f"no StyleColorizer checkpoint folder at {spec!r}. {_HINT}")
         try:
-            return super().from_pretrained(spec, map_location=device or "cpu", **kwargs)
+            return super().from_pretrained(spec, map_location=str(resolve_device(device or "cpu")), **kwargs)
         except (EntryNotFoundError, HfHubHTTPError) as err:
             raise WeightsNotFoundError(
                 f"could not get model.safetensors of {spec!r} (offline, not in the cache, or not on the Hub). {_HINT}"
@@ -208,7 +209,7 @@ class StyleColorizer(
         # Not `working_size or ...`: an explicit 0 is an error, not the default.
         strength, working_size = check_options(strength, self.working_size if working_size is None else working_size)
         if device is not None:
-            self.to(device)
+            self.to(resolve_device(device))
         self.eval()
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         if not styles:

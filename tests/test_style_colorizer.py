@@ -232,3 +232,16 @@ def test_bundled_checkpoint_uses_the_style():
     assert model.colorize(PHOTO, PAINTING).size == load_image(PHOTO).size
     # Two very different styles give clearly different colours.
     assert delta_e_2000(rgb_to_lab(outs[0]), rgb_to_lab(outs[1])).mean() > 3
+
+
+@pytest.mark.parametrize("device, words", [("banana", "unknown device"), ("cuda:7", "not available on this machine")])
+def test_a_device_this_machine_lacks_is_refused_at_once(device, words):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that GPU")
+    from colorizer import NeuralColorTransfer
+    from colorizer.vgg import VGGFeatures
+
+    with pytest.raises(ValueError, match=words):
+        StyleColorizer.from_pretrained(device=device)
+    with pytest.raises(ValueError, match=words):
+        NeuralColorTransfer(VGGFeatures([[torch.nn.Conv2d(3, 4, 3)]] * 5), device=device)
