@@ -19,19 +19,19 @@ def _run(*args, env_extra=None):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_transfer_writes_result_and_levels(vgg_path, tmp_path):
+def test_transfer_writes_result_and_levels(any_vgg_path, tmp_path):
     out = tmp_path / "result.png"
     proc = _run("transfer", EXAMPLES / "green_hills.jpg", EXAMPLES / "ochre_hills.jpg", "-o", out,
-                "--working-size", "160", "--save-levels", "--vgg", vgg_path)
+                "--working-size", "160", "--save-levels", "--vgg", any_vgg_path)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == Image.open(EXAMPLES / "green_hills.jpg").size
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["result.png"] + [f"result_L{k}.png" for k in range(1, 6)])
 
 
-def test_profile_prints_where_the_time_went(vgg_path, tmp_path):
+def test_profile_prints_where_the_time_went(any_vgg_path, tmp_path):
     proc = _run("transfer", EXAMPLES / "green_hills.jpg", EXAMPLES / "ochre_hills.jpg", "-o", tmp_path / "r.png",
-                "--working-size", "96", "--levels", "5", "4", "--profile", "--vgg", vgg_path)
+                "--working-size", "96", "--levels", "5", "4", "--profile", "--vgg", any_vgg_path)
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split()[1:] for line in proc.stderr.splitlines() if line.split()}
     stages = ["features", "matching", "voting", "model", "upsample"]  # "model fit" splits on its space
@@ -40,11 +40,11 @@ def test_profile_prints_where_the_time_went(vgg_path, tmp_path):
     assert 90 <= sum(shares) <= 100.5  # the stages account for the run, set-up aside
 
 
-def test_batch_reports_a_bad_file_goes_on_and_resumes(vgg_path, tmp_path):
+def test_batch_reports_a_bad_file_goes_on_and_resumes(any_vgg_path, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
     args = ("batch", EXAMPLES / "green_hills.jpg", bad, "-r", EXAMPLES / "ochre_hills.jpg", "-o", tmp_path / "out",
-            "--working-size", "64", "--levels", "5", "4", "--vgg", vgg_path)
+            "--working-size", "64", "--levels", "5", "4", "--vgg", any_vgg_path)
     proc = _run(*args)
     assert proc.returncode == 1, proc.stderr  # finished, but not everything could be done
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["green_hills.png"]
@@ -53,11 +53,11 @@ def test_batch_reports_a_bad_file_goes_on_and_resumes(vgg_path, tmp_path):
     assert "0 written, 1 done before, 1 failed" in proc.stderr, proc.stderr
 
 
-def test_bad_input_one_line_and_nothing_written(vgg_path, tmp_path):
+def test_bad_input_one_line_and_nothing_written(any_vgg_path, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes((EXAMPLES / "coast_day.jpg").read_bytes()[:3000])  # truncated JPEG
     out = tmp_path / "out.png"
-    proc = _run("transfer", bad, EXAMPLES / "coast_sunset.jpg", "-o", out, "--vgg", vgg_path)
+    proc = _run("transfer", bad, EXAMPLES / "coast_sunset.jpg", "-o", out, "--vgg", any_vgg_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "truncated" in proc.stderr
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg"]
@@ -143,9 +143,9 @@ def test_cuda_without_a_gpu_fails_at_once(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_computation_is_one_line_and_no_result(vgg_path, inputs, tmp_path):
+def test_a_failed_computation_is_one_line_and_no_result(any_vgg_path, inputs, tmp_path):
     """With every weight at 0 the colour model has no solution: an error, never a black image."""
-    proc = _run("transfer", inputs / "s.png", inputs / "r.png", "-o", tmp_path / "o.png", "--vgg", vgg_path,
+    proc = _run("transfer", inputs / "s.png", inputs / "r.png", "-o", tmp_path / "o.png", "--vgg", any_vgg_path,
                 "--working-size", "64", "--levels", "5", "-q", "--completeness", "0", "--lambda-local", "0",
                 "--lambda-nonlocal", "0", "--lambda-detail", "0")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "non-finite" in proc.stderr, proc.stderr

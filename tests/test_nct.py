@@ -18,10 +18,10 @@ def _mean_de(a: Image.Image, b: Image.Image) -> float:
     return delta_e_2000(rgb_to_lab(to_tensor(a)), rgb_to_lab(to_tensor(b))).mean().item()
 
 
-def test_full_resolution_levels_timings_and_progress(nct):
+def test_full_resolution_levels_timings_and_progress(any_nct):
     source = Image.open(EXAMPLES / "mountain_lake.jpg").resize((333, 171))  # odd size, not a multiple of 16
     calls = []
-    out = nct.transfer(source, Image.open(EXAMPLES / "alpine_dusk.jpg"), working_size=SIZE,
+    out = any_nct.transfer(source, Image.open(EXAMPLES / "alpine_dusk.jpg"), working_size=SIZE,
                        progress=lambda step, total, msg: calls.append((step, total)))
     assert out.image.size == (333, 171) and out.image.mode == "RGB"
     assert list(out.levels) == [5, 4, 3, 2, 1] and calls == [(i, 5) for i in range(1, 6)]
@@ -32,16 +32,16 @@ def test_full_resolution_levels_timings_and_progress(nct):
     assert (out_lab[0] - src_lab[0]).mean() < -3
 
 
-def test_deterministic_per_seed(nct):
+def test_deterministic_per_seed(any_nct):
     src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
-    a = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
-    b = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
+    a = any_nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
+    b = any_nct.transfer(src, ref, working_size=SIZE, levels=(5, 4, 3), seed=3).image
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_strength_blends_the_output_only(nct):
+def test_strength_blends_the_output_only(any_nct):
     src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
-    runs = {s: nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), strength=s) for s in (0.0, 0.5, 1.0)}
+    runs = {s: any_nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), strength=s) for s in (0.0, 0.5, 1.0)}
     assert _mean_de(runs[0.0].image, Image.open(src)) < 0.5
     # The levels do not depend on strength: it does not feed the next level's matching.
     for s in (0.0, 0.5):
@@ -51,17 +51,17 @@ def test_strength_blends_the_output_only(nct):
     assert ((lab[0.5] - (lab[0.0] + lab[1.0]) / 2).abs().mean((1, 2)) < 1.0).all()
 
 
-def test_chroma_only_keeps_lightness(nct):
+def test_chroma_only_keeps_lightness(any_nct):
     src, ref = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
-    chroma = nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), transfer_lightness=False).image
+    chroma = any_nct.transfer(src, ref, working_size=SIZE, levels=(5, 4), transfer_lightness=False).image
     lightness = {name: rgb_to_lab(to_tensor(img))[0] for name, img in (("out", chroma), ("src", Image.open(src)))}
     assert (lightness["out"] - lightness["src"]).abs().mean() < 1.5  # up to gamut clipping
     assert _mean_de(chroma, Image.open(src)) > 5
 
 
-def test_gray_source_keeps_lightness(nct):
+def test_gray_source_keeps_lightness(any_nct):
     gray = Image.open(EXAMPLES / "green_hills.jpg").convert("L")
-    out = nct.transfer(gray, EXAMPLES / "ochre_hills.jpg", working_size=SIZE)
+    out = any_nct.transfer(gray, EXAMPLES / "ochre_hills.jpg", working_size=SIZE)
     lab = rgb_to_lab(to_tensor(out.image))
     src_l = rgb_to_lab(to_tensor(gray.convert("RGB")))[0]
     assert (lab[0] - src_l).abs().mean() < 1.0
@@ -109,20 +109,20 @@ def test_bad_options(kwargs, match):
         TransferConfig().with_options(**kwargs)
 
 
-def test_bad_options_fail_before_any_work(nct):
+def test_bad_options_fail_before_any_work(any_nct):
     with pytest.raises(ValueError, match="working_size"):
-        nct.transfer(EXAMPLES / "coast_day.jpg", "no such file.jpg", working_size=10)
+        any_nct.transfer(EXAMPLES / "coast_day.jpg", "no such file.jpg", working_size=10)
 
 
-def test_bad_images(nct, tmp_path):
+def test_bad_images(any_nct, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(ImageError, match="reference 2"):
-        nct.transfer(EXAMPLES / "coast_day.jpg", [EXAMPLES / "coast_sunset.jpg", bad])
+        any_nct.transfer(EXAMPLES / "coast_day.jpg", [EXAMPLES / "coast_sunset.jpg", bad])
     with pytest.raises(ImageError, match="at least one reference"):
-        nct.transfer(EXAMPLES / "coast_day.jpg", [])
+        any_nct.transfer(EXAMPLES / "coast_day.jpg", [])
     with pytest.raises(ImageError, match="over the limit"):
-        nct.transfer(EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", max_pixels=100_000)
+        any_nct.transfer(EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg", max_pixels=100_000)
 
 
 def test_quality_floor_on_held_out_photos(nct):
@@ -169,7 +169,7 @@ def test_reference_structure_does_not_ghost_into_flat_regions(nct):
     assert out_lab.std((1, 2)).max() < 2 * src_lab.std((1, 2)).max() + 0.5, (out_lab.std((1, 2)), src_lab.std((1, 2)))
 
 
-def test_batch_matches_single_transfers_skips_bad_files_and_resumes(nct, tmp_path):
+def test_batch_matches_single_transfers_skips_bad_files_and_resumes(any_nct, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     for name in ("green_hills", "coast_day"):
@@ -177,17 +177,29 @@ def test_batch_matches_single_transfers_skips_bad_files_and_resumes(nct, tmp_pat
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     options = dict(working_size=96, levels=(5, 4, 3))
     messages = []
-    first = nct.transfer_batch(folder, EXAMPLES / "ochre_hills.jpg", tmp_path / "out", **options,
+    first = any_nct.transfer_batch(folder, EXAMPLES / "ochre_hills.jpg", tmp_path / "out", **options,
                                progress=lambda done, total, msg: messages.append((done, total, msg)))
     assert sorted(p.name for p in first.written) == ["coast_day.png", "green_hills.png"]
     assert list(first.failed) == [folder / "broken.jpg"] and "broken.jpg" in first.failed[folder / "broken.jpg"]
     assert [m[:2] for m in messages] == [(1, 3), (2, 3), (3, 3)] and "failed" in messages[0][2]
     # The references are read once for the whole batch; each result is what a single transfer gives.
-    single = nct.transfer(folder / "green_hills.jpg", EXAMPLES / "ochre_hills.jpg", **options).image
+    single = any_nct.transfer(folder / "green_hills.jpg", EXAMPLES / "ochre_hills.jpg", **options).image
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "green_hills.png")), np.asarray(single))
 
     stamps = {p: p.stat().st_mtime_ns for p in first.written}
-    again = nct.transfer_batch(folder, EXAMPLES / "ochre_hills.jpg", tmp_path / "out", **options)
+    again = any_nct.transfer_batch(folder, EXAMPLES / "ochre_hills.jpg", tmp_path / "out", **options)
     assert again.written == [] and sorted(again.skipped) == sorted(first.written) and list(again.failed) == list(
         first.failed)
     assert {p: p.stat().st_mtime_ns for p in first.written} == stamps  # finished images are not redone
+
+
+def test_the_whole_pipeline_runs_on_a_tiny_random_vgg(tiny_vgg_path):
+    """What a clone without ../shared runs: every level, both kinds of source, the full-resolution output."""
+    from colorizer import NeuralColorTransfer
+
+    nct = NeuralColorTransfer.from_pretrained(tiny_vgg_path, device="cpu")
+    source = Image.open(EXAMPLES / "green_hills.jpg")
+    for src in (source, source.convert("L")):
+        out = nct.transfer(src, EXAMPLES / "ochre_hills.jpg", working_size=96)
+        assert out.image.size == source.size and sorted(out.levels) == [1, 2, 3, 4, 5]
+        assert np.asarray(out.image).std() > 1  # a real image, not a flat fill
