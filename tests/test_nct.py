@@ -26,6 +26,11 @@ def test_full_resolution_levels_timings_and_progress(any_nct):
     assert out.image.size == (333, 171) and out.image.mode == "RGB"
     assert list(out.levels) == [5, 4, 3, 2, 1] and calls == [(i, 5) for i in range(1, 6)]
     assert {"features", "matching", "voting", "model fit", "upsample", "total"} <= set(out.timings)
+
+
+def test_a_day_photo_takes_a_dusk_references_colour_and_light(nct):
+    source = Image.open(EXAMPLES / "mountain_lake.jpg").resize((333, 171))
+    out = nct.transfer(source, Image.open(EXAMPLES / "alpine_dusk.jpg"), working_size=SIZE)
     # The dusk reference is warm and dark: the blue sky must have moved toward orange (b* up), and darkened.
     src_lab, out_lab = rgb_to_lab(to_tensor(source)), rgb_to_lab(to_tensor(out.image))
     assert out_lab[2, :40].mean() > src_lab[2, :40].mean() + 10
