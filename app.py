@@ -17,8 +17,11 @@ except ImportError:
     spaces = None
 
 import argparse
+import inspect
 import math
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ from colorizer.color import luminance
 from colorizer.config import LEVELS
 from colorizer.images import load_image, max_pixels_default, to_pil, to_tensor
 from colorizer.paths import EXAMPLES
-from colorizer.style_colorizer import StyleColorizer
+from colorizer.style_colorizer import StyleColorizer, check_options
 
 
 def gpu(duration: int | Callable[..., int]) -> Callable[[Callable], Callable]:
@@ -48,7 +51,7 @@ def gpu(duration: int | Callable[..., int]) -> Callable[[Callable], Callable]:
     return spaces.GPU(duration=duration)
 
 
-def transfer_seconds(source: str, refs: list[str], config: TransferConfig, progress: gr.Progress) -> int:
+def transfer_seconds(source: str, refs: list[str], config: TransferConfig) -> int:
     """GPU seconds to ask for one ``run_transfer`` call (it gets the same arguments): the cost grows with the
     square of the working size and with each reference.
 
@@ -67,8 +70,32 @@ COLORIZE_SECONDS = 20  # one forward pass per image: about a second for 12 MP on
 MAX_PIXELS = max_pixels_default() if "COLORIZER_MAX_PIXELS" in os.environ else 16_000_000
 MAX_WORKING_SIZE = 1024  # matching cost grows with its square: beyond this a request would hog the CPU
 QUEUE_SIZE = 32
+# Examples are computed on their first click and cached for every later visitor ("off": a click only fills the
+# inputs, as the tests want: their runs use other settings).
+CACHE_EXAMPLES = os.environ.get("COLORIZER_CACHE_EXAMPLES", "lazy") != "off"
 FileData = dict[str, Any] | None  # an image input as Gradio hands it over with preprocess=False
-CSS = "#content-image img { filter: grayscale(1); }"  # the colorizer sees only the content's lightness
+CSS = (
+    "#content-image img { filter: grayscale(1); }"  # the colorizer sees only the content's lightness
+    '#nct-levels:has(> [aria-label="Empty value"]) { display: none; }'  # no empty box before a run's first level
+)
+# Gradio 6.31 takes /?view=api as the API page's address but, opened directly, does not load the page's code, so
+# nothing shows: press the footer's "Use via API" for the visitor, once the page is there. The button toggles,
+# and the page counts as open: the first press closes it (dropping ?view=api), the second opens it.
+OPEN_API_PAGE = """() => {
+    const wanted = () => new URLSearchParams(window.location.search).get("view") === "api";
+    if (!wanted()) return;
+    const open = (tries) => {
+        const button = [...document.querySelectorAll("footer button, footer a")]
+            .find((el) => el.textContent.includes("Use via API"));
+        if (!button) {
+            if (tries > 0) setTimeout(() => open(tries - 1), 100);
+            return;
+        }
+        button.click();
+        if (!wanted()) button.click();
+    };
+    open(100);
+}"""
 
 NCT_PAIRS = [("mountain_lake", "alpine_dusk"), ("coast_day", "coast_sunset"), ("green_hills", "ochre_hills"),
              ("harbour_city", "city_pink_sky"), ("snowy_ridge", "alpine_dusk")]
@@ -81,6 +108,16 @@ class Models:
     nct: NeuralColorTransfer | None
     nct_error: str  # why colour transfer is unavailable and how to fix it; empty when it loaded
     colorizer: StyleColorizer
+
+
+@dataclass
+class LevelDone:
+    """One level of a transfer finished: the result so far, at the working size."""
+
+    step: int
+    total: int
+    level: int
+    image: Image.Image
 
 
 def load_models() -> Models:
@@ -98,9 +135,42 @@ def load_models() -> Models:
     return Models(nct, error, StyleColorizer.from_pretrained(device=device))
 
 
-def refused(message: str) -> gr.Error:
-    """An error for the caller's own mistake: its message goes back to them, and no traceback to the log."""
-    return gr.Error(message, print_exception=False)
+class Refused(gr.Error):
+    """An error for the caller's own mistake: its message goes back to them, and no traceback to the log.
+    ``param``, where known, names the input at fault (the validator marks that one)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message, print_exception=False)
+        self.param = param
+
+
+def refused(message: str, param: str | None = None) -> Refused:
+    return Refused(message, param)
+
+
+UNCHECKED = object()  # an input Gradio itself refused while preprocessing for the validator
+
+
+def validator(fn: Callable, check: Callable[..., Any]) -> Callable[..., list[dict]]:
+    """An event ``validator`` for ``fn``: runs ``check`` (``fn``'s own checks of images and options, nothing
+    computed) on the request's inputs before it joins the queue, so that a mistake comes back at once, marked
+    on the input at fault. Positional, in the order of ``fn``'s parameters, like the event's inputs."""
+    names = [name for name in inspect.signature(fn).parameters if name != "progress"]
+
+    def validate(*args: Any) -> list[dict]:
+        problem = None
+        if not any(arg is UNCHECKED for arg in args):  # else the queued run gives Gradio's own message
+            try:
+                check(*args)
+            except gr.Error as err:
+                at = getattr(err, "param", None)
+                if at not in names:  # the library's messages start with the option's name
+                    at = next((n for n in names if err.message.startswith(n)), names[0])
+                problem = (at, err.message)
+        return [gr.validate(problem is None or name != problem[0], problem[1] if problem and name == problem[0]
+                            else "") for name in names[: len(args)]]
+
+    return validate
 
 
 @contextmanager
@@ -127,16 +197,20 @@ def readable_request_errors(demo: gr.Blocks) -> gr.Blocks:
     """
     preprocess = demo.preprocess_data
 
-    async def checked(*args: Any, **kwargs: Any) -> Any:
+    async def checked(block_fn: Any, inputs: list, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await preprocess(*args, **kwargs)
-        except gr.Error:
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except Exception as err:
+            if getattr(block_fn, "is_validator_function", False):  # the queued run will say what is wrong
+                return [UNCHECKED] * len(block_fn.inputs)
+            if isinstance(err, pydantic.ValidationError):  # an image given as something other than an uploaded file
+                reason = err.errors()[0]["msg"] if err.errors() else str(err)
+                message = f"Each image must be an uploaded file (gradio_client: handle_file(path)): {reason}"
+                raise refused(message) from err
+            if isinstance(err, ValueError) and not isinstance(err, gr.Error):
+                # InvalidPathError (a server path), too few arguments; the first line says which
+                raise refused(str(err).splitlines()[0]) from err
             raise
-        except pydantic.ValidationError as err:  # an image given as something other than an uploaded file
-            reason = err.errors()[0]["msg"] if err.errors() else str(err)
-            raise refused(f"Each image must be an uploaded file (gradio_client: handle_file(path)): {reason}") from err
-        except ValueError as err:  # InvalidPathError (a server path), too few arguments; the first line says which
-            raise refused(str(err).splitlines()[0]) from err
 
     demo.preprocess_data = checked
     return demo
@@ -149,24 +223,32 @@ def _path(file: FileData) -> str | None:
 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool):  # float(True) is 1.0: a caller's mix-up, not a number
-        raise refused(f"{name} must be a number, not {value!r}")
+        raise refused(f"{name} must be a number, not {value!r}", name)
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise refused(f"{name} must be a number, not {value!r}") from None
+        raise refused(f"{name} must be a number, not {value!r}", name) from None
 
 
 def _whole_number(value: Any, name: str) -> int:
     number = _number(value, name)
     if not (math.isfinite(number) and number == int(number)):
-        raise refused(f"{name} must be a whole number, not {value!r}")
+        raise refused(f"{name} must be a whole number, not {value!r}", name)
     return int(number)
 
 
 def _flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):  # bool("false") is True: take only true and false
-        raise refused(f"{name} must be true or false, not {value!r}")
+        raise refused(f"{name} must be true or false, not {value!r}", name)
     return value
+
+
+def _check_image(path: str, name: str, param: str) -> None:
+    """Read the image as the library will (format, frames, size), and refuse it now if it is unusable."""
+    try:
+        load_image(path, name=name, max_pixels=MAX_PIXELS)
+    except ValueError as err:
+        raise refused(str(err), param) from err
 
 
 def _levels(value: Any) -> Any:
@@ -180,13 +262,35 @@ def _levels(value: Any) -> Any:
 def build_demo(models: Models) -> gr.Blocks:
     """The two-tab UI; its buttons are the public ``/transfer`` and ``/colorize`` endpoints."""
 
-    # On ZeroGPU these run in a forked worker: their arguments are pickled, the models are inherited.
+    # On ZeroGPU these run in a forked worker: their arguments are pickled, the models are inherited; the
+    # transfer is a generator, whose items (pickled too) come back one by one as the worker yields them.
     @gpu(duration=transfer_seconds)
-    def run_transfer(source: str, refs: list[str], config: TransferConfig, progress: gr.Progress) -> TransferOutput:
-        def report(step: int, total: int, message: str) -> None:
-            progress((step, total), desc=message.capitalize(), unit="levels")
+    def run_transfer(source: str, refs: list[str], config: TransferConfig) -> Iterator[LevelDone | TransferOutput]:
+        """Yield a ``LevelDone`` as each level finishes, then the ``TransferOutput``.
 
-        return models.nct.transfer(source, refs, config, max_pixels=MAX_PIXELS, progress=report)
+        The library hands over each level's image through its ``on_level`` callback, from inside the
+        computation, so the computation runs in a thread and this generator hands on what the callback puts
+        in a queue.
+        """
+        events: queue.Queue = queue.Queue()
+
+        def level_done(level: int, image: Image.Image) -> None:
+            events.put(LevelDone(config.levels.index(level) + 1, len(config.levels), level, image))
+
+        def work() -> None:
+            try:
+                events.put(models.nct.transfer(source, refs, config, max_pixels=MAX_PIXELS, on_level=level_done))
+            except BaseException as err:  # handed to the caller's thread, which raises it
+                events.put(err)
+
+        threading.Thread(target=work, name="transfer", daemon=True).start()
+        while True:
+            item = events.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, TransferOutput):
+                return
 
     @gpu(duration=COLORIZE_SECONDS)
     def run_colorize(content: str, styles: list[str], weights: list[float], strength: float) -> Image.Image:
@@ -194,38 +298,23 @@ def build_demo(models: Models) -> gr.Blocks:
             content, styles, style_weights=weights, strength=strength, max_pixels=MAX_PIXELS
         )
 
-    def transfer(
+    def transfer_request(
         source: FileData, reference: FileData, working_size: float, levels: list[int], completeness: float,
         lambda_local: float, lambda_nonlocal: float, lambda_detail: float, strength: float,
         reference_2: FileData = None, reference_3: FileData = None, transfer_lightness: bool = True,
-        progress: gr.Progress = gr.Progress(),
-    ) -> tuple[Image.Image, dict]:
-        """Recolour a photo with the colours of one to three reference photos (Neural Color Transfer).
-
-        Args:
-            source: the image to recolour (a gray image is colorized).
-            reference: the image whose colours are taken.
-            working_size: long side, in pixels, that matching runs at (64-1024); the result is full size.
-            levels: VGG levels to run, a subset of [5, 4, 3, 2, 1] (coarse to fine; default all five).
-            completeness: weight of the reference-to-source votes in the guidance (0-100, default 2).
-            lambda_local: local smoothness of the colour model (0-100, default 0.125).
-            lambda_nonlocal: consistency among pixels of similar colour and content (0-100, default 2).
-            lambda_detail: weight of the detail term that keeps the source's local contrast (0-1000, default 5).
-            strength: 0 keeps the source, 1 is the full transfer.
-            reference_2: optional second reference.
-            reference_3: optional third reference.
-            transfer_lightness: transfer lightness as well as colour (default); False: chroma only.
-        Returns:
-            The recoloured image as PNG, at the source's size.
-        """
+        images: bool = False,
+    ) -> tuple[str, list[str], TransferConfig]:
+        """``transfer``'s checks, nothing computed: the source's path, the references' and the config.
+        ``images``: read each image too (as the library will), so a broken one is refused now."""
         if models.nct is None:
             raise refused(models.nct_error)
-        refs = [_path(r) for r in (reference, reference_2, reference_3) if r]
+        refs = [(name, _path(r)) for name, r in
+                [("reference", reference), ("reference_2", reference_2), ("reference_3", reference_3)] if r]
         if not source or not refs:
-            raise refused("Give a source image and at least one reference image.")
+            raise refused("Give a source image and at least one reference image.", "reference" if source else "source")
         size = _whole_number(working_size, "working_size")
         if not 64 <= size <= MAX_WORKING_SIZE:
-            raise refused(f"working_size must be between 64 and {MAX_WORKING_SIZE}, not {size}")
+            raise refused(f"working_size must be between 64 and {MAX_WORKING_SIZE}, not {size}", "working_size")
         with readable_errors():
             config = TransferConfig(
                 working_size=size, levels=_levels(levels),
@@ -234,18 +323,70 @@ def build_demo(models: Models) -> gr.Blocks:
                 lambda_detail=_number(lambda_detail, "lambda_detail"), strength=_number(strength, "strength"),
                 transfer_lightness=_flag(transfer_lightness, "transfer_lightness"),
             )
-            progress((0, len(config.levels)), desc="Extracting features", unit="levels")
-            out = run_transfer(_path(source), refs, config, progress)
+        if images:
+            _check_image(_path(source), "source", "source")
+            for i, (param, path) in enumerate(refs):
+                _check_image(path, f"reference {i + 1}", param)
+        return _path(source), [path for _, path in refs], config
+
+    def transfer(
+        source: FileData, reference: FileData, working_size: float, levels: list[int], completeness: float,
+        lambda_local: float, lambda_nonlocal: float, lambda_detail: float, strength: float,
+        reference_2: FileData = None, reference_3: FileData = None, transfer_lightness: bool = True,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Iterator[tuple[Image.Image | None, dict]]:
+        """Recolour a photo with the colours of one to three reference photos (Neural Color Transfer).
+
+        Args:
+            source: the image to recolour (a gray image is colorized).
+            reference: the image whose colours are taken.
+            working_size: long side, in pixels, that matching runs at (64-1024, default 512); the result is full size.
+            levels: VGG levels to run, a subset of [5, 4, 3, 2, 1] (coarse to fine; default all five).
+            completeness: weight of the reference-to-source votes in the guidance (0-100, default 2).
+            lambda_local: local smoothness of the colour model (0-100, default 0.125).
+            lambda_nonlocal: consistency among pixels of similar colour and content (0-100, default 2).
+            lambda_detail: weight of the detail term that keeps the source's local contrast (0-1000, default 5).
+            strength: 0 keeps the source, 1 is the full transfer (0-1, default 1).
+            reference_2: optional second reference (default none).
+            reference_3: optional third reference (default none).
+            transfer_lightness: transfer lightness as well as colour (default); False: chroma only.
+        Returns:
+            The recoloured image as PNG, at the source's size. A streaming caller (gradio_client ``submit``)
+            first gets the result after each level, coarse to fine, at the working size; ``predict`` gets
+            the final image only.
+        """
+        source_path, refs, config = transfer_request(
+            source, reference, working_size, levels, completeness, lambda_local, lambda_nonlocal, lambda_detail,
+            strength, reference_2, reference_3, transfer_lightness,
+        )
+        size = config.working_size
+        with readable_errors():
+            total = len(config.levels)
+            progress((0, total), desc="Extracting features", unit="levels")
+            yield None, {"levels": [], "timing": ""}  # nothing from an earlier run stays on screen
+            shown = []
+            for item in run_transfer(source_path, refs, config):
+                if isinstance(item, TransferOutput):
+                    out = item
+                    break
+                progress((item.step, total), desc=f"Level {item.level} done", unit="levels")
+                shown.append((item.image, f"L{item.level}"))
+                timing = f"Level {item.level} done ({item.step}/{total})…"
+                yield item.image, {"levels": list(shown), "timing": timing}
         stages = " · ".join(f"{k} {v:.1f} s" for k, v in out.timings.items() if k != "total")
         details = {
             "levels": [(img, f"L{level}") for level, img in out.levels.items()],
             "timing": f"**{out.timings['total']:.1f} s** ({stages}) at working size {size}",
         }
-        return out.image, details
+        yield out.image, details
 
-    def show_transfer(source: FileData, result: FileData, details: dict) -> tuple[tuple, list, str]:
+    def show_details(details: dict | None) -> tuple[list, str]:
+        details = details or {}
+        return details.get("levels", []), details.get("timing", "")
+
+    def show_transfer(source: FileData, result: FileData) -> tuple:
         before = load_image(_path(source), name="source", max_pixels=MAX_PIXELS)
-        return (before, _path(result)), details["levels"], details["timing"]
+        return before, _path(result)
 
     def colorize(
         content: FileData, style: FileData, style_weight: float, strength: float,
@@ -256,12 +397,12 @@ def build_demo(models: Models) -> gr.Blocks:
         Args:
             content: the image to colorize; only its lightness is used.
             style: the style image (a painting or a photo).
-            style_weight: relative weight of the style image (>= 0).
-            strength: 0 gives the gray image, 1 the full colorization.
-            style_2: optional second style image.
-            style_weight_2: relative weight of the second style image.
-            style_3: optional third style image.
-            style_weight_3: relative weight of the third style image.
+            style_weight: relative weight of the style image (>= 0, default 1; the weights must not all be 0).
+            strength: 0 gives the gray image, 1 the full colorization (0-1, default 1).
+            style_2: optional second style image (default none).
+            style_weight_2: relative weight of the second style image (>= 0, default 1).
+            style_3: optional third style image (default none).
+            style_weight_3: relative weight of the third style image (>= 0, default 1).
         Returns:
             The colorized image as PNG, at the content's size.
         """
@@ -272,7 +413,26 @@ def build_demo(models: Models) -> gr.Blocks:
         with readable_errors():
             return run_colorize(_path(content), styles, weights, _number(strength, "strength"))
 
-    def show_colorize(content: FileData, result: FileData) -> tuple[Image.Image, str]:
+    def check_colorize(
+        content: FileData, style: FileData, style_weight: float, strength: float,
+        style_2: FileData = None, style_weight_2: float = 1.0, style_3: FileData = None, style_weight_3: float = 1.0,
+    ) -> None:
+        """``colorize``'s checks, nothing computed (for its validator): images, weights and strength."""
+        given = [(p, s, w, q) for p, s, w, q in [("style", style, style_weight, "style_weight"),
+                                                 ("style_2", style_2, style_weight_2, "style_weight_2"),
+                                                 ("style_3", style_3, style_weight_3, "style_weight_3")] if s]
+        if not content or not given:
+            raise refused("Give a content image and at least one style image.", "style" if content else "content")
+        weights = [_number(w, "style weight") for _, _, w, _ in given]
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:  # as encode_styles says
+            raise refused("style weights must be non-negative numbers with a positive sum", given[0][3])
+        with readable_errors():
+            check_options(_number(strength, "strength"), None)
+        _check_image(_path(content), "content image", "content")
+        for i, (param, s, _, _) in enumerate(given):
+            _check_image(_path(s), f"style image {i + 1}" if len(given) > 1 else "style image", param)
+
+    def show_colorize(content: FileData, result: FileData) -> tuple[Image.Image, str | None]:
         rgb = load_image(_path(content), name="content image", max_pixels=MAX_PIXELS)
         return to_pil(luminance(to_tensor(rgb)).expand(3, -1, -1)), _path(result)
 
@@ -283,15 +443,38 @@ def build_demo(models: Models) -> gr.Blocks:
     def result_image(elem_id: str) -> gr.Image:
         return gr.Image(label="Result (full resolution)", format="png", interactive=False, elem_id=elem_id)
 
-    def examples(pairs: list[tuple[str, str]], inputs: list[gr.Image], elem_id: str) -> gr.Examples:
+    def examples(pairs: list[tuple[str, str]], inputs: list[gr.Image], elem_id: str, words: str,
+                 fn: Callable, outputs: list[gr.components.Component]) -> gr.Examples:
+        """Example pairs, labelled in words. Cached lazily: the first visitor to click one computes it (at the
+        default settings), later ones see it at once; COLORIZER_CACHE_EXAMPLES=off only fills the inputs."""
         files = [[str(EXAMPLES / f"{a}.jpg"), str(EXAMPLES / f"{b}.jpg")] for a, b in pairs]
-        return gr.Examples(files, inputs, label="Examples: click one, then press the button", elem_id=elem_id)
+        labels = [f"{a.replace('_', ' ').capitalize()} {words} {b.replace('_', ' ')}" for a, b in pairs]
+        cache = CACHE_EXAMPLES
+        label = "Examples: click one to see it" if cache else "Examples: click one, then press the button"
+        return gr.Examples(files, inputs, outputs=outputs if cache else None, fn=fn if cache else None,
+                           cache_examples=cache, cache_mode="lazy" if cache else None, example_labels=labels,
+                           label=label, elem_id=elem_id)
+
+    def transfer_example(source: str, reference: str) -> tuple[Image.Image, list, str, tuple]:
+        """An example pair at the default settings (for the example cache)."""
+        files = {"path": source}, {"path": reference}
+        *_, (image, details) = transfer(*files, defaults.working_size, list(defaults.levels), defaults.completeness,
+                                        defaults.lambda_local, defaults.lambda_nonlocal, defaults.lambda_detail,
+                                        defaults.strength)
+        return image, details["levels"], details["timing"], (load_image(source, max_pixels=MAX_PIXELS), image)
+
+    def colorize_example(content: str, style: str) -> tuple[Image.Image, tuple]:
+        """An example pair at the default settings (for the example cache)."""
+        result = colorize({"path": content}, {"path": style}, 1.0, 1.0)
+        return result, (show_colorize({"path": content}, None)[0], result)
 
     analytics = os.environ.get("GRADIO_ANALYTICS_ENABLED", "False") == "True"  # off unless asked for
     defaults = TransferConfig()
     with gr.Blocks(title="colorizer: colour transfer", analytics_enabled=analytics, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# colorizer\nRecolour a photo like another photo, or colorize it like a painting.")
-        with gr.Tab("Color transfer (NCT)", id="transfer"):
+        gr.Markdown("# colorizer\nRecolour a photo like another photo (colour transfer, NCT), or colorize it like a "
+                    "painting (artistic colorization, AdaIN UNet).")
+        # Short tab names: both fit side by side on a phone (longer ones put the second behind a menu).
+        with gr.Tab("Color transfer", id="transfer"):
             if models.nct_error:
                 gr.Markdown(f"### Colour transfer is unavailable\n\n{models.nct_error}", elem_id="nct-unavailable")
             with gr.Row():
@@ -321,8 +504,9 @@ def build_demo(models: Models) -> gr.Blocks:
                     nct_levels = gr.Gallery(label="Levels L5 → L1 (working resolution)", columns=5, height="auto",
                                             format="png", interactive=False, elem_id="nct-levels")
                     nct_timing = gr.Markdown(elem_id="nct-timing")
-            examples(NCT_PAIRS, [source, reference], "nct-examples")
-        with gr.Tab("Artistic colorization (AdaIN UNet)", id="colorize"):
+            examples(NCT_PAIRS, [source, reference], "nct-examples", "in the colours of", transfer_example,
+                     [nct_result, nct_levels, nct_timing, nct_slider])
+        with gr.Tab("Artistic colorization", id="colorize"):
             with gr.Row():
                 with gr.Column():
                     content = image("Content (colour or gray; used as gray)", elem_id="content-image")
@@ -340,18 +524,26 @@ def build_demo(models: Models) -> gr.Blocks:
                 with gr.Column():
                     col_result = result_image(elem_id="colorize-result")
                     col_slider = gr.ImageSlider(label="Before (gray) / after", format="png", interactive=False)
-            examples(COLORIZE_PAIRS, [content, style], "colorize-examples")
+            examples(COLORIZE_PAIRS, [content, style], "colorize-examples", "like", colorize_example,
+                     [col_result, col_slider])
 
-        # Levels and timing for the UI, at working size; forgotten after 10 minutes, as API callers never read them.
+        # Levels and timing for the UI, at working size: each streamed step updates them, and the gallery follows.
+        # Forgotten after 10 minutes, as API callers never read them.
         details = gr.State(time_to_live=600)
+        details.change(show_details, details, [nct_levels, nct_timing], queue=False, api_visibility="private")
+        # A run clears what an earlier one showed, in the browser, before the request leaves: whether the
+        # new run fails at once, fails later or succeeds, no earlier result stays on screen as its answer.
+        run_nct.click(None, None, [nct_result, nct_slider, nct_levels, nct_timing], js="() => [null, null, [], '']")
         run_nct.click(
             transfer, [source, reference, *nct_settings, reference_2, reference_3, transfer_lightness], [nct_result, details],
-            api_name="transfer", preprocess=False,
-        ).success(show_transfer, [source, nct_result, details], [nct_slider, nct_levels, nct_timing],
-                  preprocess=False, api_visibility="private")
+            api_name="transfer", api_description=inspect.getdoc(transfer), preprocess=False,
+            validator=validator(transfer, lambda *args: transfer_request(*args, images=True)),
+        ).success(show_transfer, [source, nct_result], nct_slider, preprocess=False, api_visibility="private")
+        run_col.click(None, None, [col_result, col_slider], js="() => [null, null]")
         run_col.click(
             colorize, [content, style, style_weight, col_strength, style_2, style_weight_2, style_3, style_weight_3],
-            col_result, api_name="colorize", preprocess=False,
+            col_result, api_name="colorize", api_description=inspect.getdoc(colorize), preprocess=False,
+            validator=validator(colorize, check_colorize),
         ).success(show_colorize, [content, col_result], col_slider, preprocess=False, api_visibility="private")
     # One job per endpoint at a time: torch already uses every core for one image.
     return readable_request_errors(demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1))
@@ -364,7 +556,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         help="port (default $GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
-    build_demo(load_models()).launch(server_name=args.host, server_port=args.port, max_file_size="50mb", css=CSS)
+    build_demo(load_models()).launch(server_name=args.host, server_port=args.port, max_file_size="50mb", css=CSS,
+                                     js=OPEN_API_PAGE)
 
 
 if __name__ == "__main__":

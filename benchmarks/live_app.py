@@ -39,13 +39,17 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(env: dict[str, str] | None = None, start_timeout: float = 180.0) -> Iterator[LiveApp]:
-    """Start app.py with ``env`` added to this process's environment; stop it on exit."""
+    """Start app.py with ``env`` added to this process's environment; stop it on exit.
+
+    Example clicks only fill the inputs (COLORIZER_CACHE_EXAMPLES=off) unless ``env`` says otherwise: a test
+    that clicks an example then runs it at its own settings, and no cached example competes for the CPU."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with tempfile.NamedTemporaryFile("wb", prefix="app-", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "--port", str(port)],
-            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={"COLORIZER_CACHE_EXAMPLES": "off", **os.environ, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT,
         )
     app = LiveApp(url, proc.pid, Path(log.name))
     try:

@@ -38,6 +38,7 @@ from .voting import bds_vote
 _MIN_CELLS = 4
 
 ProgressCallback = Callable[[int, int, str], None]
+LevelCallback = Callable[[int, Image.Image], None]
 
 
 @dataclass
@@ -124,17 +125,20 @@ class NeuralColorTransfer:
         *,
         max_pixels: int | None = None,
         progress: ProgressCallback | None = None,
+        on_level: LevelCallback | None = None,
         **options,
     ) -> TransferOutput:
         """Recolour ``source`` with the colours of ``references`` (one image or several).
 
         Options are the fields of :class:`TransferConfig`, given as a config, as keywords, or both
-        (keywords win). A gray source is colorized: its lightness is kept. ``progress(step, total,
-        message)`` is called after each level.
+        (keywords win). A gray source is colorized: its lightness is kept. After each level,
+        ``progress(step, total, message)`` is called, and ``on_level(level, image)`` with the result
+        so far (at the working size), e.g. to show the method refine as it runs.
         """
         config = (config or TransferConfig()).with_options(**options)
         refs = self._references(references, config, max_pixels)
-        return self._run(load_image(source, name="source", max_pixels=max_pixels), refs, config, progress)
+        src = load_image(source, name="source", max_pixels=max_pixels)
+        return self._run(src, refs, config, progress, on_level)
 
     def transfer_batch(
         self,
@@ -173,7 +177,7 @@ class NeuralColorTransfer:
             else:
                 try:
                     src = load_image(path, name=str(path), max_pixels=max_pixels)
-                    save_image(self._run(src, refs, config, None).image, target)
+                    save_image(self._run(src, refs, config, None, None).image, target)
                     result.written.append(target)
                 except (ImageError, RuntimeError, OSError) as err:  # this file, not the batch
                     result.failed[path] = " ".join(str(err).split())
@@ -195,7 +199,7 @@ class NeuralColorTransfer:
         return _References(rgbs=rgbs, labs=[rgb_to_lab(r) / 100 for r in rgbs])
 
     def _run(self, src_img: Image.Image, refs: "_References", config: TransferConfig,
-             progress: ProgressCallback | None) -> TransferOutput:
+             progress: ProgressCallback | None, on_level: LevelCallback | None) -> TransferOutput:
         """The method on one loaded source: prepare, the levels coarse to fine, the full-resolution output."""
         timer = _Timer(self.device)
         scene = self._prepare(src_img, refs, config, timer)
@@ -204,6 +208,8 @@ class NeuralColorTransfer:
         for step, level in enumerate(config.levels, start=1):
             state = self._level(scene, state, level, config, timer)
             levels[level] = to_pil(state.current)
+            if on_level is not None:
+                on_level(level, levels[level])
             if progress is not None:
                 progress(step, len(config.levels), f"level {level} done")
         with timer("upsample"):

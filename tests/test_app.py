@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ import numpy as np
 import psutil
 import pytest
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, ValidationError
 from PIL import Image
 
 from colorizer.color import rgb_to_lab
@@ -64,7 +65,13 @@ def readme_snippets() -> list[str]:
 
 
 def test_api_page_lists_the_two_endpoints_and_analytics_are_off(client, live_app):
-    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/transfer", "/colorize"}
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/transfer", "/colorize"}
+    # Each parameter's range and default, from the endpoint's docstring, on the API page.
+    assert "working_size: long side, in pixels, that matching runs at (64-1024, default 512)" in (
+        endpoints["/transfer"]["description"])
+    assert "strength: 0 gives the gray image, 1 the full colorization (0-1, default 1)" in (
+        endpoints["/colorize"]["description"])
     assert httpx.get(f"{live_app.url}config").json()["analytics_enabled"] is False
 
 
@@ -75,6 +82,24 @@ def test_transfer_endpoint(client):
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size == Image.open(source).size
     assert moved_toward(out, source, reference)
+
+
+def test_transfer_streams_each_level_then_the_final_image(client):
+    """A streaming caller sees the result after each level, L5 to L1 at the working size, then the final
+    image at full size; ``predict`` gets the final image alone."""
+    source, reference = EXAMPLES / "coast_day.jpg", EXAMPLES / "coast_sunset.jpg"
+    job = client.submit(source=handle_file(source), reference=handle_file(reference), working_size=128,
+                        api_name="/transfer")
+    final = job.result(timeout=300)
+    outputs = job.outputs()
+    assert outputs[0] is None  # the first update clears the result shown before
+    images = [Image.open(path) for path in outputs[1:]]
+    assert len(images) == 6, outputs
+    assert all(max(img.size) == 128 for img in images[:5])  # L5 .. L1 at the working size
+    assert images[-1].size == Image.open(source).size and outputs[-1] == final
+    # Each level refines the last: every level's image differs from the one before.
+    pixels = [np.asarray(img.convert("RGB"), float) for img in images[:5]]
+    assert all(np.abs(a - b).mean() > 0.1 for a, b in zip(pixels, pixels[1:]))
 
 
 def test_transfer_several_references_and_options(client):
@@ -116,7 +141,7 @@ def test_colorize_endpoint(client, tmp_path):
 
 def test_readme_snippets_run_against_the_live_app(live_app, monkeypatch, capsys):
     snippets = readme_snippets()
-    assert len(snippets) == 2
+    assert len(snippets) == 3
     monkeypatch.chdir(ROOT)  # the snippets name files relative to the repository root
     for code in snippets:
         assert SNIPPET_URL in code
@@ -174,10 +199,10 @@ def _odd_but_valid(folder: Path) -> dict[str, tuple[Path, tuple[int, int]]]:
 def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, live_app, tmp_path):
     style = handle_file(EXAMPLES / "starry_night.jpg")
     for path, words in _bad_uploads(tmp_path).values():
-        with pytest.raises(AppError, match=words):
+        with pytest.raises(ValidationError, match=words):  # refused at once, by the validator
             client.predict(content=handle_file(path), style=style, api_name="/colorize")
     path, words = _bad_uploads(tmp_path)["not an image"]
-    with pytest.raises(AppError, match=words):
+    with pytest.raises(ValidationError, match=words):
         client.predict(source=handle_file(path), reference=style, api_name="/transfer")
     for name, (path, size) in _odd_but_valid(tmp_path).items():
         out = client.predict(content=handle_file(path), style=style, api_name="/colorize")
@@ -216,9 +241,44 @@ BAD_OPTIONS = {  # name: (endpoint, arguments besides the images, words the erro
 def test_bad_options_get_readable_errors(client, endpoint, options, words):
     photo = handle_file(PHOTO)
     images = dict(source=photo, reference=photo) if endpoint == "/transfer" else dict(content=photo, style=photo)
-    with pytest.raises(AppError, match=re.escape(words)) as error:
+    # AppError: refused by the run; ValidationError: by the validator, before the queue (the names of the
+    # inputs at fault first, then the message).
+    with pytest.raises((AppError, ValidationError), match=re.escape(words)) as error:
         client.predict(**{**images, **options}, api_name=endpoint)
-    assert not error.value.message.startswith(("'", '"'))  # the message itself, not its repr
+    assert not str(error.value).split(": ", 1)[-1].startswith(("'", '"'))  # the message itself, not its repr
+
+
+INSTANT = {  # refused by the validator, without computing: (endpoint, arguments besides the images, words)
+    "no reference": ("/transfer", dict(reference=None), "reference: Give a source image and at least one reference"),
+    "working_size over the cap": ("/transfer", dict(working_size=4096), "working_size: working_size must be between"),
+    "lambda_local inf": ("/transfer", dict(lambda_local="inf"), "lambda_local: lambda_local must be between"),
+    "levels out of range": ("/transfer", dict(levels=[7]), "levels: levels must be"),
+    "a reference that is no image": ("/transfer", dict(reference="notes"), "reference: reference 1 is not an image"),
+    "colorize strength 2": ("/colorize", dict(strength=2.0), "strength: strength must be a number between 0 and 1"),
+    "style weight 0": ("/colorize", dict(style_weight=0.0), "style_weight: style weights must be non-negative"),
+    "content that is no image": ("/colorize", dict(content="notes"), "content: content image is not an image"),
+}
+
+
+def test_input_errors_come_back_at_once_while_the_queue_is_busy(client, tmp_path):
+    """With a transfer running (the queue takes one at a time), a request with a mistake is refused at once
+    by the validator, without waiting for its turn, and marked on the input at fault."""
+    photo = handle_file(PHOTO)
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"these are words, not pixels\n")
+    busy = client.submit(source=photo, reference=photo, working_size=1024, api_name="/transfer")
+    try:
+        for name, (endpoint, options, words) in INSTANT.items():
+            options = {k: handle_file(notes) if v == "notes" else v for k, v in options.items()}
+            images = dict(source=photo, reference=photo) if endpoint == "/transfer" else dict(content=photo,
+                                                                                               style=photo)
+            start = time.monotonic()
+            with pytest.raises(ValidationError, match=re.escape(words)):
+                client.predict(**{**images, **options}, api_name=endpoint)
+            assert time.monotonic() - start < 5, name
+            assert not busy.done(), f"{name}: the busy job ended before the check; the test proves nothing"
+    finally:
+        assert Image.open(busy.result(timeout=600)).size == Image.open(PHOTO).size
 
 
 def _call(live_app, endpoint: str, data: list) -> str:
@@ -254,7 +314,7 @@ def test_without_vgg_weights_the_transfer_tab_says_how_to_fix_it(tmp_path):
         assert "Colour transfer is unavailable" in config and "COLORIZER_VGG" in config
         client = Client(app.url, verbose=False, download_files=tmp_path)
         photo = handle_file(EXAMPLES / "coast_day.jpg")
-        with pytest.raises(AppError, match="COLORIZER_VGG"):
+        with pytest.raises(ValidationError, match="COLORIZER_VGG"):  # refused at once, by the validator
             client.predict(source=photo, reference=photo, api_name="/transfer")
         out = client.predict(content=photo, style=handle_file(EXAMPLES / "mona_lisa.jpg"), api_name="/colorize")
         assert Image.open(out).size == (512, 256)

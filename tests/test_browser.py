@@ -6,6 +6,7 @@ Screenshots are saved under artifacts/screenshots/.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 import app
 from colorizer.style_colorizer import StyleColorizer
 
+from benchmarks.live_app import running_app
 from colorizer.paths import ROOT
 from .test_app import moved_toward
 
@@ -30,6 +32,18 @@ WATCH_PROGRESS = """() => {
     new MutationObserver(() => {
         for (const m of document.body.innerText.matchAll(/\\d+\\/\\d+ levels/g)) window.progressSeen.push(m[0]);
     }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+# Records every image the transfer's result box shows, in order, and every level count its gallery shows.
+WATCH_RESULT = """() => {
+    window.resultsSeen = [];
+    window.galleryCounts = [];
+    new MutationObserver(() => {
+        const img = document.querySelector('#nct-result img');
+        const src = img ? img.getAttribute('src') : null;
+        if (src && window.resultsSeen[window.resultsSeen.length - 1] !== src) window.resultsSeen.push(src);
+        const n = document.querySelectorAll('#nct-levels img').length;
+        if (window.galleryCounts[window.galleryCounts.length - 1] !== n) window.galleryCounts.push(n);
+    }).observe(document.body, {subtree: true, childList: true, attributes: true});
 }"""
 
 
@@ -67,12 +81,14 @@ def test_transfer_example(page):
     working_size = page.locator("#working-size input[type=number]")
     working_size.fill("256")  # quick on a CPU
     working_size.press("Enter")
-    page.locator("#nct-examples tbody tr").nth(1).click()
+    page.locator("#nct-examples .gallery-item").nth(1).click()
     sync_api.expect(page.locator("#nct-reference img")).to_be_visible()
     page.evaluate(WATCH_PROGRESS)
+    page.evaluate(WATCH_RESULT)
     page.get_by_role("button", name="Transfer colours").click()
     sync_api.expect(page.locator("#nct-timing strong")).to_be_visible()  # filled in after the result
     sync_api.expect(page.locator("#nct-levels img")).to_have_count(5)
+    sync_api.expect(page.locator("#nct-levels")).to_be_visible()  # hidden only while empty
     page.screenshot(path=SHOTS / "transfer.png", full_page=True)
 
     result = shown_image(page, "#nct-result img")
@@ -80,12 +96,21 @@ def test_transfer_example(page):
     assert moved_toward(result, source, reference)
     progress = page.evaluate("window.progressSeen")
     assert len(set(progress)) >= 2 and all(p.endswith("/5 levels") for p in progress), progress
+    # Streamed: the result box showed the levels' results (at the working size) before the final image, and
+    # the level gallery filled one by one. (The browser may render two quick updates as one, so this asks
+    # for most of them; tests/test_app.py counts every streamed update.)
+    seen = page.evaluate("window.resultsSeen")
+    assert len(seen) >= 4, seen
+    steps = [Image.open(io.BytesIO(page.request.get(src).body())) for src in seen]
+    assert all(max(img.size) == 256 for img in steps[:-1]) and steps[-1].size == result.size
+    counts = [n for n in page.evaluate("window.galleryCounts") if n]
+    assert len(counts) >= 3 and counts == sorted(counts) and counts[-1] == 5, counts
 
 
 def test_colorize_example(page):
     content, style = (app.EXAMPLES / f"{name}.jpg" for name in app.COLORIZE_PAIRS[0])
-    page.get_by_role("tab", name="Artistic colorization (AdaIN UNet)").click()
-    page.locator("#colorize-examples tbody tr").nth(0).click()
+    page.get_by_role("tab", name="Artistic colorization").click()
+    page.locator("#colorize-examples .gallery-item").nth(0).click()
     sync_api.expect(page.locator("#style-image img")).to_be_visible()
     page.get_by_role("button", name="Colorize").click()
     sync_api.expect(page.locator("#colorize-result img")).to_be_visible()
@@ -102,18 +127,66 @@ def test_colorize_example(page):
 def test_bad_upload_shows_the_error_and_the_app_keeps_working(page, tmp_path):
     bad = tmp_path / "holiday.png"
     bad.write_bytes(b"not really a picture")
-    page.get_by_role("tab", name="Artistic colorization (AdaIN UNet)").click()
+    page.get_by_role("tab", name="Artistic colorization").click()
     page.locator("#content-image input[type=file]").set_input_files(bad)
     page.locator("#style-image input[type=file]").set_input_files(app.EXAMPLES / "starry_night.jpg")
     sync_api.expect(page.locator("#style-image img")).to_be_visible()
     page.get_by_role("button", name="Colorize").click()
-    toast = page.locator(".toast-body").filter(has_text="content image is not an image file that can be read")
-    sync_api.expect(toast).to_have_css("opacity", "1")  # faded in, so that the screenshot shows it
+    # Refused at once by the event's validator, without queueing: the message shows on the input at fault.
+    message = page.locator("#content-image").get_by_text("content image is not an image file that can be read")
+    sync_api.expect(message).to_be_visible(timeout=30_000)
     page.screenshot(path=SHOTS / "bad_upload.png")
 
-    page.locator("#colorize-examples tbody tr").nth(1).click()
+    page.locator("#colorize-examples .gallery-item").nth(1).click()
     page.get_by_role("button", name="Colorize").click()
     sync_api.expect(page.locator("#colorize-result img")).to_be_visible()
+
+
+def test_an_error_clears_the_previous_result(page, tmp_path):
+    """After a failed run, the page shows no result rather than the previous run's as if it were the answer."""
+    page.get_by_role("tab", name="Artistic colorization").click()
+    page.locator("#colorize-examples .gallery-item").nth(0).click()
+    sync_api.expect(page.locator("#style-image img")).to_be_visible()
+    page.get_by_role("button", name="Colorize").click()
+    sync_api.expect(page.locator("#colorize-result img")).to_be_visible()
+
+    bad = tmp_path / "holiday.png"
+    bad.write_bytes(b"not really a picture")
+    page.locator("#content-image button[aria-label='Remove Image']").first.click()
+    page.locator("#content-image input[type=file]").set_input_files(bad)
+    page.get_by_role("button", name="Colorize").click()
+    sync_api.expect(page.locator("#content-image").get_by_text("not an image file")).to_be_visible(timeout=30_000)
+    sync_api.expect(page.locator("#colorize-result img")).to_have_count(0, timeout=10_000)
+    page.screenshot(path=SHOTS / "error_clears_result.png")
+
+
+def test_examples_are_labelled_and_cached_on_first_use(browser, vgg_path, tmp_path):
+    """With the app's default (lazy) example cache: nothing is computed at start-up; the first click on an
+    example computes it, and a later visit shows it at once, from the cache."""
+    cache = tmp_path / "examples"
+    env = {"COLORIZER_VGG": str(vgg_path), "COLORIZER_CACHE_EXAMPLES": "lazy", "GRADIO_EXAMPLES_CACHE": str(cache),
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with running_app(env) as live:
+        assert not any(path.is_file() for path in cache.rglob("*"))  # nothing computed at start-up
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        try:
+            page = context.new_page()
+            for visit in range(2):
+                page.goto(live.url)
+                page.get_by_role("tab", name="Artistic colorization").click()
+                label = "Coast day like starry night"
+                sync_api.expect(page.locator("#colorize-examples .gallery-item").first).to_have_text(label)
+                page.locator("#colorize-examples .gallery-item").first.click()  # no button press
+                start = time.monotonic()
+                sync_api.expect(page.locator("#colorize-result img")).to_be_visible(timeout=60_000)
+                seconds = time.monotonic() - start
+                if visit == 0:
+                    assert any(path.is_file() for path in cache.rglob("*"))  # cached on first use
+            assert seconds < 2, seconds  # the second visit reads the cache
+            result = shown_image(page, "#colorize-result img")
+            assert result.size == Image.open(app.EXAMPLES / "coast_day.jpg").size
+        finally:
+            context.close()
 
 
 def test_use_via_api_page_shows_both_endpoints(page):
@@ -122,3 +195,34 @@ def test_use_via_api_page_shows_both_endpoints(page):
     for name in ("/transfer", "/colorize"):
         sync_api.expect(page.get_by_text(name, exact=True).first).to_be_visible()
     page.screenshot(path=SHOTS / "api.png")
+
+
+def test_api_page_opens_from_its_address(page, live_app):
+    """/?view=api, opened directly (a link, a bookmark), shows the API page with both endpoints, and each
+    parameter's range and default, from the endpoint's docstring."""
+    page.goto(f"{live_app.url}?view=api")
+    sync_api.expect(page.get_by_text("2 API endpoints")).to_be_visible(timeout=30_000)
+    for name in ("/transfer", "/colorize"):
+        sync_api.expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    body = page.inner_text("body")
+    assert "working_size: long side, in pixels, that matching runs at (64-1024, default 512)" in body, body[:3000]
+    assert "strength: 0 gives the gray image, 1 the full colorization (0-1, default 1)" in body
+    page.screenshot(path=SHOTS / "api_from_address.png", full_page=True)
+
+
+def test_phone_layout_shows_both_tabs_and_no_empty_level_box(browser, live_app):
+    """On a phone-sized screen both tabs are in view (none behind a menu), the examples do not scroll
+    sideways, and the level gallery shows no empty box before a run."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(live_app.url)
+        for name in ("Color transfer", "Artistic colorization"):
+            sync_api.expect(page.get_by_role("tab", name=name, exact=True)).to_be_visible(timeout=30_000)
+        sync_api.expect(page.locator("#nct-levels")).to_be_hidden()
+        sync_api.expect(page.locator("#nct-examples .gallery-item").first).to_be_visible()
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, width
+        page.screenshot(path=SHOTS / "phone.png", full_page=True)
+    finally:
+        context.close()

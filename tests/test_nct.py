@@ -208,3 +208,11 @@ def test_the_whole_pipeline_runs_on_a_tiny_random_vgg(tiny_vgg_path):
         out = nct.transfer(src, EXAMPLES / "ochre_hills.jpg", working_size=96)
         assert out.image.size == source.size and sorted(out.levels) == [1, 2, 3, 4, 5]
         assert np.asarray(out.image).std() > 1  # a real image, not a flat fill
+
+
+def test_each_level_is_handed_over_as_it_is_computed(any_nct):
+    seen = []
+    out = any_nct.transfer(EXAMPLES / "green_hills.jpg", EXAMPLES / "ochre_hills.jpg", working_size=96,
+                           levels=(5, 3, 1), on_level=lambda level, image: seen.append((level, image)))
+    assert [level for level, _ in seen] == [5, 3, 1]
+    assert all(image is out.levels[level] for level, image in seen)
