@@ -556,8 +556,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         help="port (default $GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
+    # mcp_server: the two endpoints are also tools of an MCP server, at /gradio_api/mcp/, for agents.
     build_demo(load_models()).launch(server_name=args.host, server_port=args.port, max_file_size="50mb", css=CSS,
-                                     js=OPEN_API_PAGE)
+                                     js=OPEN_API_PAGE, mcp_server=True)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,27 @@ def readme_snippets() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section.group(1), re.S)
 
 
+def test_mcp_server_offers_both_endpoints_as_tools(live_app):
+    """An agent's view: the MCP server lists /transfer and /colorize, each with its parameters described."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def list_tools():
+        async with streamable_http_client(f"{live_app.url}gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return (await session.list_tools()).tools
+
+    tools = {tool.name: tool for tool in asyncio.run(list_tools())}
+    assert set(tools) == {"transfer", "colorize"}
+    transfer, colorize = tools["transfer"], tools["colorize"]
+    assert {"source", "reference", "working_size"} <= set(transfer.inputSchema["properties"])
+    assert {"content", "style"} <= set(colorize.inputSchema["properties"])
+    assert "working_size" in transfer.description or "working size" in transfer.description.lower()
+
+
 def test_api_page_lists_the_two_endpoints_and_analytics_are_off(client, live_app):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/transfer", "/colorize"}

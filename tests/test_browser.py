@@ -189,8 +189,14 @@ def test_examples_are_labelled_and_cached_on_first_use(browser, vgg_path, tmp_pa
             context.close()
 
 
+def show_python_api(page) -> None:
+    """The API page opens on its MCP view when the app is an MCP server; the endpoints' view is "Python"."""
+    page.get_by_text("Python", exact=True).first.click()
+
+
 def test_use_via_api_page_shows_both_endpoints(page):
     page.get_by_text("Use via API").click()
+    show_python_api(page)
     sync_api.expect(page.get_by_text("2 API endpoints")).to_be_visible()
     for name in ("/transfer", "/colorize"):
         sync_api.expect(page.get_by_text(name, exact=True).first).to_be_visible()
@@ -201,7 +207,9 @@ def test_api_page_opens_from_its_address(page, live_app):
     """/?view=api, opened directly (a link, a bookmark), shows the API page with both endpoints, and each
     parameter's range and default, from the endpoint's docstring."""
     page.goto(f"{live_app.url}?view=api")
-    sync_api.expect(page.get_by_text("2 API endpoints")).to_be_visible(timeout=30_000)
+    sync_api.expect(page.get_by_text("2 MCP Tools")).to_be_visible(timeout=30_000)  # the app is an MCP server too
+    show_python_api(page)
+    sync_api.expect(page.get_by_text("2 API endpoints")).to_be_visible()
     for name in ("/transfer", "/colorize"):
         sync_api.expect(page.get_by_text(name, exact=True).first).to_be_visible()
     body = page.inner_text("body")
