@@ -102,7 +102,10 @@ def test_transfer_example(page):
     seen = page.evaluate("window.resultsSeen")
     assert len(seen) >= 4, seen
     steps = [Image.open(io.BytesIO(page.request.get(src).body())) for src in seen]
-    assert all(max(img.size) == 256 for img in steps[:-1]) and steps[-1].size == result.size
+    # Most of what the box showed before the end was a level's result at the working size (the observer may
+    # also catch a transient image while the box re-renders; tests/test_app.py checks every update exactly).
+    sizes = [img.size for img in steps]
+    assert sum(max(size) == 256 for size in sizes[:-1]) >= 3 and sizes[-1] == result.size, sizes
     counts = [n for n in page.evaluate("window.galleryCounts") if n]
     assert len(counts) >= 3 and counts == sorted(counts) and counts[-1] == 5, counts
 
