@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from colorizer.devices import describe_device
 from colorizer.images import load_image
 from colorizer.paths import EXAMPLES
 from colorizer.style_colorizer import StyleColorizer
@@ -80,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = f"{device}" + (
-        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads"
-    )
+    where = describe_device(device)
 
     model = StyleColorizer.from_pretrained(args.model, device=str(device))
     print(f"Colorize, {where}, working size {model.working_size}, median of {args.runs}:\n")

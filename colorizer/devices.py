@@ -23,3 +23,10 @@ def resolve_device(spec: str | torch.device | None) -> torch.device:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"device {str(spec)!r} is not available on this machine ({reason}); try cpu") from None
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """``device`` as a benchmark reports it: the GPU's name, or the number of CPU threads torch uses."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device}, {torch.get_num_threads()} threads"

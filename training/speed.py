@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import torch
 
+from colorizer.devices import describe_device
 from colorizer.evaluation import image_files
 from colorizer.paths import EXAMPLES, SHARED_VGG16
 from colorizer.style_colorizer import StyleColorizer
@@ -65,9 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = f"{device}" + (
-        f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads"
-    )
+    where = describe_device(device)
     print(f"Training steps, {where}, 128 px crops, batch {BATCH_SIZE}, median of {args.steps} steps:\n")
     print("| loss | images/s |\n| --- | --- |")
     print("\n".join(training_speed(device, args.steps)))
