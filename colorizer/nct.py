@@ -24,13 +24,13 @@ from PIL import Image
 from torch import Tensor
 
 from .config import TransferConfig
-from .devices import resolve_device
+from .devices import feature_dtype, resolve_device
 from .color import is_gray, lab_to_rgb, luminance, rgb_to_lab
 from .guided_filter import guided_filter, guided_upsample
 from .images import ImageError, ImageInput, check_output_path, load_image, save_image, to_pil, to_tensor
 from .local_linear import detail_weights, fit_local_linear, smoothness_weights
 from .neighbors import feature_clusters, nonlocal_neighbors
-from .patchmatch import patchmatch, upsample_nnf
+from .patchmatch import bidirectional_patchmatch, upsample_nnf
 from .vgg import VGGFeatures
 from .voting import bds_vote
 
@@ -98,23 +98,26 @@ class _State:
     current: Tensor  # the result so far, RGB at the working resolution
     fields: list[tuple[Tensor, Tensor] | None]  # per reference: NNFs source->reference, reference->source
     coeffs: Tensor | None = None  # the model's a and b, stacked [2 * channels, h, w]
+    evidence: Tensor | None = None  # per reference: matching costs summed over the levels so far
 
 
 class NeuralColorTransfer:
     """Photo-to-photo colour transfer through dense semantic correspondences."""
 
-    def __init__(self, vgg: VGGFeatures, device: torch.device | str | None = None):
+    def __init__(self, vgg: VGGFeatures, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None):
+        """``dtype`` is the VGG's precision; None picks the fastest exact-enough one for the device
+        (:func:`colorizer.devices.feature_dtype`). Everything after the VGG runs in float32."""
         self.device = resolve_device(device)
-        # Half precision halves the VGG's cost on a GPU; on a CPU float32 is faster.
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.vgg = vgg.to(self.device, dtype).eval().requires_grad_(False)
+        self.vgg = vgg.to(self.device, dtype or feature_dtype(self.device)).eval().requires_grad_(False)
 
     @classmethod
     def from_pretrained(
-        cls, vgg: str | os.PathLike | None = None, device: torch.device | str | None = None
+        cls, vgg: str | os.PathLike | None = None, device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> "NeuralColorTransfer":
         """Load the VGG: a local safetensors file or Hub repo; None: ``$COLORIZER_VGG``, else the Hub's VGG19."""
-        return cls(VGGFeatures.from_pretrained(vgg), device)
+        return cls(VGGFeatures.from_pretrained(vgg), device, dtype)
 
     @torch.inference_mode()
     def transfer(
@@ -261,7 +264,11 @@ class NeuralColorTransfer:
             fields.append((st, ts))
             distances.append(dist)
         src_lab = _resize(scene.source_lab, (h, w))
-        guide, dist = _select_reference(src_lab, torch.stack(guides), torch.stack(distances))
+        distances = torch.stack(distances)
+        # The coarse levels' semantic features tell which reference holds an object; the shallow
+        # features of the fine levels match texture anywhere. So the choice weighs every level so far.
+        evidence = distances if state.evidence is None else distances + _resize(state.evidence, (h, w))
+        guide, dist = _select_reference(src_lab, torch.stack(guides), evidence, distances)
 
         # 4. The local linear model, fitted to the guidance on the transferred channels only.
         with timer("model fit"):
@@ -283,11 +290,11 @@ class NeuralColorTransfer:
         # 5. Applied to the source at the working resolution: the next level's input.
         with timer("upsample"):
             current = _apply(coeffs, scene.source_rgb, scene.first, 1.0, config.strip_rows)
-        return _State(current=current, fields=fields, coeffs=coeffs)
+        return _State(current=current, fields=fields, coeffs=coeffs, evidence=evidence)
 
     def _features(self, rgb: Tensor, levels: Sequence[int]) -> dict[int, Tensor]:
         feats = self.vgg(rgb.unsqueeze(0), tuple(levels))
-        return {k: F.normalize(v[0].float(), dim=0) for k, v in feats.items()}
+        return {k: F.normalize(v[0].float(), dim=0).contiguous() for k, v in feats.items()}
 
     def _match(
         self, feat_s: Tensor, feat_r: Tensor, previous: tuple[Tensor, Tensor] | None, level: int,
@@ -301,14 +308,16 @@ class NeuralColorTransfer:
             init_st = upsample_nnf(previous[0], size_s, size_r)
             init_ts = upsample_nnf(previous[1], size_r, size_s)
             radius, jump = config.refine_radius, config.refine_jump
-        search = dict(iterations=config.iterations_at(level), search_radius=radius, max_jump=jump, generator=gen)
-        st, dist = patchmatch(feat_s, feat_r, init_st, **search)
-        ts, _ = patchmatch(feat_r, feat_s, init_ts, **search)
-        return st, ts, dist
+        return bidirectional_patchmatch(
+            feat_s, feat_r, init_st, init_ts, dims=config.search_dims_at(level),
+            iterations=config.iterations_at(level), search_radius=radius, max_jump=jump, generator=gen,
+        )
 
 
-def _select_reference(src_lab: Tensor, guides: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
-    """Pick, per pixel, the reference that matches best, after edge-aware smoothing of the costs.
+def _select_reference(src_lab: Tensor, guides: Tensor, evidence: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
+    """Pick, per pixel, the reference of least ``evidence`` (a cost), after edge-aware smoothing.
+
+    Returns the chosen reference's guidance and its matching ``costs``.
 
     This is cost-volume filtering (Hosni et al.): filtering each reference's matching cost with a
     guided filter steered by the source makes the labels piecewise constant along its edges, the
@@ -316,7 +325,7 @@ def _select_reference(src_lab: Tensor, guides: Tensor, costs: Tensor) -> tuple[T
     """
     if len(guides) == 1:
         return guides[0], costs[0]
-    smooth = guided_filter(src_lab, costs, radius=max(1, src_lab.shape[-1] // 32), eps=1e-3)
+    smooth = guided_filter(src_lab, evidence, radius=max(1, src_lab.shape[-1] // 32), eps=1e-3)
     label = smooth.argmin(0, keepdim=True)
     guide = guides.gather(0, label.unsqueeze(1).expand(-1, guides.shape[1], -1, -1))[0]
     return guide, costs.gather(0, label)[0]

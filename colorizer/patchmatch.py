@@ -9,6 +9,8 @@ image (replicate borders); for unit feature vectors it lies in [0, 4].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,6 +18,7 @@ from torch import Tensor
 _CHUNK = 1 << 18  # floats gathered per chunk (1 MB): stays in cache, yet few enough ops
 _MATMUL_CHUNK = 1 << 24  # distance-matrix entries per brute-force matmul (64 MB)
 _CELL_DIMS, _BOUND_DIMS = 8, 16  # sizes of the two projections behind the pruning bound
+_DESCRIPTOR_CELL_DIMS = 16  # cell projection behind the descriptors of ``dims`` (see _PatchCost)
 
 
 def _replicate_pad(x: Tensor, r: int) -> Tensor:
@@ -34,60 +37,89 @@ def _principal_axes(a: Tensor, b: Tensor, dims: int) -> Tensor:
     return torch.linalg.eigh(x.T @ x)[1][:, -min(dims, x.shape[1]) :]
 
 
+@dataclass
+class _Side:
+    """One feature map as the patch distance reads it."""
+
+    width: int
+    low: Tensor  # [H*W, dims]: each pixel's patch projected onto principal axes
+    rows: Tensor | None = None  # exact only: replicate-padded map, channel-last [(H+2r)*(W+2r), C]
+    offsets: Tensor | None = None  # flat offsets in ``rows`` of the k*k cells around a patch centre
+    centre: Tensor | None = None  # [H*W]: flat index in ``rows`` of each pixel
+    norm: Tensor | None = None  # [H*W]: mean squared norm of each patch's cells
+
+
+def _exact_side(x: Tensor, r: int, low: Tensor) -> _Side:
+    (_, h, w), dev = x.shape, x.device
+    d = torch.arange(-r, r + 1, device=dev)
+    ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)
+    sq = _replicate_pad(x.square().sum(0, keepdim=True), r)
+    return _Side(
+        width=w, low=low,
+        rows=_replicate_pad(x, r).flatten(1).T.contiguous(),  # a gathered row is one feature vector
+        offsets=(d[:, None] * (w + 2 * r) + d).flatten(),
+        centre=((ys + r) * (w + 2 * r) + xs + r).flatten(),
+        norm=F.avg_pool2d(sq[None], 2 * r + 1, stride=1)[0, 0].flatten(),
+    )
+
+
 class _PatchCost:
     """Patch distance of arbitrary (source pixel, target match) pairs, by gathers.
 
-    With replicate padding a clamped patch cell is a fixed flat-index offset from the patch
-    centre, so one gather of ``k*k`` rows per pixel fetches a whole patch. The distance is
-    expanded as ``|a|^2 + |b|^2 - 2 a.b`` with the squared-norm terms box-filtered once.
+    Both maps' patches are projected onto principal axes, first each cell's channels, then the
+    whole patch. An orthogonal projection never lengthens a vector, so the distance between
+    projected patches bounds the true one from below.
+
+    Exact (``dims=None``): with replicate padding a clamped patch cell is a fixed flat-index offset
+    from the patch centre, so one gather of ``k*k`` rows per pixel fetches a whole patch; the
+    distance is expanded as ``|a|^2 + |b|^2 - 2 a.b`` with the squared-norm terms box-filtered
+    once. The 16-number projections are a bound cheap enough to test every candidate first.
+
+    Descriptors (``dims``): the distance is the projected one, ``dims`` numbers per pixel in
+    place of ``k*k*C``. On shallow layers a few axes hold most of the variance, and what the
+    projection drops is mostly noise that exact matching would fit.
     """
 
-    def __init__(self, source: Tensor, target: Tensor, patch_size: int) -> None:
+    def __init__(self, source: Tensor, target: Tensor, patch_size: int, dims: int | None = None) -> None:
         if patch_size % 2 != 1:
             raise ValueError(f"patch_size must be odd, got {patch_size}")
-        r, dev = patch_size // 2, source.device
-        (_, h, w), (_, ht, wt) = source.shape, target.shape
-        self.k2, self.r, self.wt, self.pad_wt = patch_size**2, r, wt, wt + 2 * r
-        # channel-last rows: a gathered row is one contiguous feature vector
-        self.a = _replicate_pad(source, r).flatten(1).T.contiguous()
-        self.b = _replicate_pad(target, r).flatten(1).T.contiguous()
-        d = torch.arange(-r, r + 1, device=dev)
-        self.off_a = (d[:, None] * (w + 2 * r) + d).flatten()
-        self.off_b = (d[:, None] * (wt + 2 * r) + d).flatten()
-        ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)
-        self.centre_a = ((ys + r) * (w + 2 * r) + xs + r).flatten()
-        self.norm_a, self.norm_b = self._mean_sq_norm(source, r), self._mean_sq_norm(target, r)
-        # An orthogonal projection never lengthens a vector, so distances between projected
-        # patches bound the true ones from below. Projecting cells, then whole patches, onto
-        # principal axes leaves 16 numbers per pixel: a bound cheap enough to test every
-        # candidate, and tight on shallow layers, where a few axes hold most of the variance.
-        cells = _principal_axes(self.a, self.b, _CELL_DIMS)
+        self.k2, self.exact = patch_size**2, dims is None
+        cell_dims, patch_dims = (_CELL_DIMS, _BOUND_DIMS) if dims is None else (_DESCRIPTOR_CELL_DIMS, dims)
+        cells = _principal_axes(source.flatten(1).T, target.flatten(1).T, cell_dims)
         low_a = _patch_rows(torch.einsum("ck,chw->khw", cells, source), patch_size)
         low_b = _patch_rows(torch.einsum("ck,chw->khw", cells, target), patch_size)
-        patches = _principal_axes(low_a, low_b, _BOUND_DIMS)
-        self.low_a, self.low_b = low_a @ patches, low_b @ patches
+        patches = _principal_axes(low_a, low_b, patch_dims)
+        low_a, low_b = low_a @ patches, low_b @ patches
+        if self.exact:
+            self.src, self.tgt = _exact_side(source, patch_size // 2, low_a), _exact_side(target, patch_size // 2, low_b)
+        else:
+            self.src, self.tgt = _Side(source.shape[-1], low_a), _Side(target.shape[-1], low_b)
 
-    @staticmethod
-    def _mean_sq_norm(x: Tensor, r: int) -> Tensor:
-        sq = _replicate_pad(x.square().sum(0, keepdim=True), r)
-        return F.avg_pool2d(sq[None], 2 * r + 1, stride=1)[0, 0].flatten()
+    def swapped(self) -> "_PatchCost":
+        """The same distance from target to source, sharing every precomputed array."""
+        other = object.__new__(_PatchCost)
+        other.k2, other.exact, other.src, other.tgt = self.k2, self.exact, self.tgt, self.src
+        return other
 
     def lower_bound(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
-        """A cheap lower bound on ``self(pix, qy, qx)``."""
-        low = self.low_a.index_select(0, pix) - self.low_b.index_select(0, qy * self.wt + qx)
+        """The projected distance: a cheap lower bound on the exact one."""
+        low = self.src.low.index_select(0, pix) - self.tgt.low.index_select(0, qy * self.tgt.width + qx)
         return low.square_().sum(1) / self.k2
 
     def __call__(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """Distance between source pixels ``pix`` (flat indices) and target pixels (qy, qx)."""
-        ca = self.centre_a[pix]
-        cb = (qy + self.r) * self.pad_wt + qx + self.r
-        dot = torch.empty(pix.numel(), dtype=self.a.dtype, device=self.a.device)
-        step = max(1, _CHUNK // (self.k2 * self.a.shape[1]))
+        if not self.exact:
+            return self.lower_bound(pix, qy, qx)
+        a, b, q = self.src, self.tgt, qy * self.tgt.width + qx
+        ca, cb = a.centre[pix], b.centre[q]
+        channels = a.rows.shape[1]
+        dot = torch.empty(pix.numel(), dtype=a.rows.dtype, device=a.rows.device)
+        step = max(1, _CHUNK // (self.k2 * channels))
         for s in range(0, pix.numel(), step):
-            ga = self.a.index_select(0, (ca[s : s + step, None] + self.off_a).flatten())
-            gb = self.b.index_select(0, (cb[s : s + step, None] + self.off_b).flatten())
-            dot[s : s + step] = ga.mul_(gb).view(-1, self.k2 * self.a.shape[1]).sum(1)
-        dist = self.norm_a[pix] + self.norm_b[qy * self.wt + qx] - (2 / self.k2) * dot
+            ga = a.rows.index_select(0, (ca[s : s + step, None] + a.offsets).flatten())
+            gb = b.rows.index_select(0, (cb[s : s + step, None] + b.offsets).flatten())
+            dot[s : s + step] = ga.mul_(gb).view(-1, self.k2 * channels).sum(1)
+        dist = a.norm[pix] + b.norm[q] - (2 / self.k2) * dot
         return dist.clamp_min_(0)  # rounding can dip below zero for identical patches
 
 
@@ -126,6 +158,7 @@ def patchmatch(
     search_radius: int | None = None,
     generator: torch.Generator | None = None,
     max_jump: int | None = None,
+    dims: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Approximate NNF from ``source`` [C,H,W] to ``target`` [C,Ht,Wt].
 
@@ -135,12 +168,43 @@ def patchmatch(
     Analogy; the default spans the map, see :func:`jump_schedule`; ``max_jump=1`` is classic
     one-cell propagation), then random-searches around the current match with a radius halving
     from ``search_radius`` (default ``max(Ht, Wt)``) down to 1. Each jump distance costs 4
-    candidate passes, so a smaller ``max_jump`` trades reach for speed. Returns (nnf [2,H,W]
-    long, distance [H,W]).
+    candidate passes, so a smaller ``max_jump`` trades reach for speed. ``dims``: compare patches
+    by their first ``dims`` principal components instead of exactly (see ``_PatchCost``). Returns
+    (nnf [2,H,W] long, distance [H,W]).
     """
-    (_, h, w), (_, ht, wt) = source.shape, target.shape
-    dev = source.device
-    cost = _PatchCost(source, target, patch_size)
+    cost = _PatchCost(source, target, patch_size, dims)
+    search = dict(iterations=iterations, search_radius=search_radius, generator=generator, max_jump=max_jump)
+    return _search(cost, source.shape[1:], target.shape[1:], init, **search)
+
+
+def bidirectional_patchmatch(
+    source: Tensor,
+    target: Tensor,
+    init_st: Tensor | None = None,
+    init_ts: Tensor | None = None,
+    *,
+    patch_size: int = 3,
+    dims: int | None = None,
+    **search,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Both NNFs, source->target and target->source, sharing one precomputed patch distance.
+
+    ``search`` takes :func:`patchmatch`'s search options. Returns (nnf_st, nnf_ts, distance of nnf_st).
+    """
+    cost = _PatchCost(source, target, patch_size, dims)
+    st, dist = _search(cost, source.shape[1:], target.shape[1:], init_st, **search)
+    ts, _ = _search(cost.swapped(), target.shape[1:], source.shape[1:], init_ts, **search)
+    return st, ts, dist
+
+
+def _search(
+    cost: _PatchCost, size: tuple[int, int], target_size: tuple[int, int], init: Tensor | None, *,
+    iterations: int = 4, search_radius: int | None = None, generator: torch.Generator | None = None,
+    max_jump: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """PatchMatch's propagation and random search under ``cost`` (see :func:`patchmatch`)."""
+    (h, w), (ht, wt) = size, target_size
+    dev = cost.src.low.device
     if init is None:
         nnf = torch.stack([torch.randint(0, n, (h, w), generator=generator, device=dev) for n in (ht, wt)])
     elif init.shape != (2, h, w):
@@ -155,7 +219,8 @@ def patchmatch(
         cand = torch.minimum(cand.clamp_min(0), limit).view(2, -1)
         # unchanged candidates are common (coherent fields) and cannot be strictly better
         pix = (cand != flat_nnf).any(0).nonzero().flatten()
-        pix = pix[cost.lower_bound(pix, cand[0, pix], cand[1, pix]) < dist[pix]]
+        if cost.exact:
+            pix = pix[cost.lower_bound(pix, cand[0, pix], cand[1, pix]) < dist[pix]]
         d = cost(pix, cand[0, pix], cand[1, pix])
         better = d < dist[pix]
         pix = pix[better]
@@ -207,7 +272,7 @@ def brute_force_nnf(source: Tensor, target: Tensor, *, patch_size: int = 3) -> t
 
     Memory is ``patch_size**2`` times the feature maps; meant for small maps and baselines.
     """
-    (_, h, w), (_, ht, wt) = source.shape, target.shape
+    (_, h, w), wt = source.shape, target.shape[-1]
     a, b = _patch_rows(source, patch_size), _patch_rows(target, patch_size)
     b_norm = b.square().sum(1)
     best = torch.empty(h * w, dtype=torch.long, device=source.device)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from colorizer.patchmatch import brute_force_nnf, jump_schedule, patchmatch, upsample_nnf
+from colorizer.patchmatch import bidirectional_patchmatch, brute_force_nnf, jump_schedule, patchmatch, upsample_nnf
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -56,6 +56,38 @@ def test_patchmatch_close_to_exact_on_perturbed_shift():
     _, dist = patchmatch(a, b, iterations=16, generator=torch.Generator().manual_seed(0))
     assert (dist <= exact + 1e-4).float().mean() >= 0.95
     assert (dist >= exact - 1e-5).all()  # nothing beats the exhaustive search
+
+
+def test_descriptors_spanning_every_dimension_give_exact_distances():
+    """With as many principal components as a patch has numbers, the projection is a rotation."""
+    a, b = unit_features(4, 6, 7, 0), unit_features(4, 5, 8, 1)
+    nnf, dist = patchmatch(a, b, iterations=2, dims=4 * 9, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3), atol=1e-5, rtol=0)
+
+
+def test_descriptors_find_the_match_of_noisy_shallow_features():
+    """Few principal components of smooth, correlated features (like relu1_1's) still find the shift."""
+    low_rank = F.conv2d(torch.randn(1, 6, 40, 40, generator=torch.Generator().manual_seed(3)),
+                        torch.ones(6, 1, 3, 3) / 9, groups=6, padding=1)[0]
+    mix = torch.randn(64, 6, generator=torch.Generator().manual_seed(4))
+    canvas = torch.einsum("kc,chw->khw", mix, low_rank)
+    noise = 0.05 * torch.randn(64, 40, 40, generator=torch.Generator().manual_seed(5))
+    a, b = F.normalize(canvas, dim=0), F.normalize(torch.roll(canvas, (3, -5), dims=(1, 2)) + noise, dim=0)
+    nnf, dist = patchmatch(a, b, iterations=8, dims=16, generator=torch.Generator().manual_seed(0))
+    expected = identity(40, 40) + torch.tensor([3, -5]).view(2, 1, 1)
+    ys, xs = slice(1, 36), slice(6, 39)  # both patches unclamped and clear of the roll's seam
+    assert (nnf == expected).all(0)[ys, xs].float().mean() > 0.95
+    assert (dist >= 0).all() and dist.shape == (40, 40)
+
+
+def test_bidirectional_fields_share_one_distance():
+    a, b = unit_features(8, 10, 12, 9), unit_features(8, 11, 9, 10)
+    """One precomputed distance serves both directions: the fields equal two one-way searches'."""
+    st, ts, dist = bidirectional_patchmatch(a, b, iterations=3, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    one_way, one_way_dist = patchmatch(a, b, iterations=3, generator=generator)
+    other_way, _ = patchmatch(b, a, iterations=3, generator=generator)
+    assert torch.equal(st, one_way) and torch.equal(dist, one_way_dist) and torch.equal(ts, other_way)
 
 
 def test_patchmatch_recovers_translation():

@@ -102,3 +102,25 @@ def test_repo_ids_and_paths_are_told_apart(tmp_path):
     assert is_repo_id("timm/vgg19.tv_in1k") and is_repo_id("owner/name@refs/pr/1")
     for path in ("./w/x", "/abs/x", "~/x", "weights", "a/b/c", "dir/w.safetensors", "dir/w.pth", str(tmp_path)):
         assert not is_repo_id(path), path
+
+
+def test_features_in_the_fast_precision_stay_close_to_float32(vgg_path):
+    """The precision picked for this CPU (bfloat16 where it is native) gives nearly the float32 features."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from colorizer.devices import feature_dtype
+    from colorizer.images import to_tensor
+    from colorizer.paths import EXAMPLES
+
+    dtype = feature_dtype(torch.device("cpu"))
+    assert feature_dtype(torch.device("cuda")) == torch.float16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert dtype == (torch.bfloat16 if native else torch.float32)
+    x = to_tensor(Image.open(EXAMPLES / "mountain_lake.jpg").convert("RGB").resize((128, 96)), "cpu")[None]
+    with torch.inference_mode():
+        exact = VGGFeatures.from_file(vgg_path).eval()(x)
+        fast = VGGFeatures.from_file(vgg_path).to(dtype).eval()(x)
+    for level in exact:
+        cosine = (F.normalize(exact[level].float(), dim=1) * F.normalize(fast[level].float(), dim=1)).sum(1)
+        assert cosine.mean() > 0.9995 and cosine.min() > 0.99, level
