@@ -105,8 +105,8 @@ def vgg_nearest_neighbour(vgg: VGGFeatures, source: Image.Image, reference: Imag
     src, ref = to_tensor(source), to_tensor(reference)
     gray = is_gray(src)
     see = (lambda x: luminance(x).expand(3, -1, -1)) if gray else (lambda x: x)
-    fs = F.normalize(vgg(see(src)[None], (3,))[3][0], dim=0)
-    fr = F.normalize(vgg(see(ref)[None], (3,))[3][0], dim=0)
+    fs = F.normalize(vgg(see(src)[None], (3,))[3][0].float(), dim=0)
+    fr = F.normalize(vgg(see(ref)[None], (3,))[3][0].float(), dim=0)
     nnf, _ = brute_force_nnf(fs, fr, patch_size=1)
     ref_lab = F.interpolate(rgb_to_lab(ref)[None], size=fr.shape[-2:], mode="area")[0]
     ab = ref_lab[1:, nnf[0], nnf[1]]

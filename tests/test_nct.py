@@ -89,6 +89,20 @@ def test_multiple_references_take_each_part_from_its_match(nct):
     assert _mean_de(right, Image.fromarray(np.asarray(desert)[:, :, [2, 1, 0]].copy())) < _mean_de(right, desert)
 
 
+def test_a_second_reference_supplies_what_the_first_lacks(nct):
+    """The protocol's multi-reference case on canyon05 (references: the left and right 55% of the photo),
+    where choosing the reference by the fine levels' features alone made two references worse than one."""
+    if not SHARED_PHOTOS.is_dir():
+        pytest.skip("needs ../shared/data/photos")
+    from colorizer.evaluation import benchmark_photos, make_case, score
+
+    photo = next(p for p in benchmark_photos() if p.stem.startswith("canyon05"))
+    two, left = (make_case(photo, kind) for kind in ("multi-reference", "multi-reference-left"))
+    de_two = score(nct.transfer(two.source, two.references).image, two.truth)[0]
+    de_left = score(nct.transfer(left.source, left.references).image, left.truth)[0]
+    assert de_two < 0.8 * de_left, (de_two, de_left)  # the old choice: 6.98 against 5.96
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
