@@ -54,10 +54,15 @@ class TransferConfig:
     detail_delta: float = 0.01
     #: Colour bandwidth of the non-local weights, in normalised Lab.
     nonlocal_sigma: float = 0.1
-    #: PatchMatch iterations per level: L5 starts from random fields, finer levels refine the
-    #: upsampled coarser ones. Propagation jumps (jump flooding), so few iterations suffice:
-    #: with jumps, 5 at L5 match what 6 gave with one-cell steps (tests/test_patchmatch.py).
+    #: PatchMatch iterations per level: the first level starts from random fields (where it is too
+    #: large for ``exact_pairs``), finer levels refine the upsampled coarser ones. Propagation
+    #: jumps (jump flooding), so few iterations suffice: with jumps, 5 at L5 match what 6 gave
+    #: with one-cell steps (tests/test_patchmatch.py).
     iterations: tuple[tuple[int, int], ...] = ((5, 5), (4, 2), (3, 1), (2, 1), (1, 1))
+    #: The first level has no fields to start from. When its two maps' cells multiply to at most
+    #: this many pairs (up to L5 of a 1024 working size: 48x64 cells a side), both fields are found
+    #: exactly from one matrix product: faster there than PatchMatch from random fields, and exact.
+    exact_pairs: int = 1 << 24
     #: Longest propagation jump once a coarser field exists, in cells (Deep Image Analogy's
     #: 8, 4, 2, 1); from L5's random start jumps span the whole map.
     refine_jump: int = 8

@@ -30,7 +30,7 @@ from .guided_filter import guided_filter, guided_upsample
 from .images import ImageError, ImageInput, check_output_path, load_image, save_image, to_pil, to_tensor
 from .local_linear import detail_weights, fit_local_linear, smoothness_weights
 from .neighbors import feature_clusters, nonlocal_neighbors
-from .patchmatch import bidirectional_patchmatch, upsample_nnf
+from .patchmatch import bidirectional_patchmatch, exact_bidirectional, upsample_nnf
 from .vgg import VGGFeatures
 from .voting import bds_vote
 
@@ -302,6 +302,8 @@ class NeuralColorTransfer:
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Both nearest-neighbour fields S->R and R->S, starting from the coarser level's; and S->R's distances."""
         size_s, size_r = tuple(feat_s.shape[-2:]), tuple(feat_r.shape[-2:])
+        if previous is None and size_s[0] * size_s[1] * size_r[0] * size_r[1] <= config.exact_pairs:
+            return exact_bidirectional(feat_s, feat_r)
         if previous is None:
             init_st = init_ts = radius = jump = None
         else:

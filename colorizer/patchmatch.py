@@ -272,15 +272,45 @@ def brute_force_nnf(source: Tensor, target: Tensor, *, patch_size: int = 3) -> t
 
     Memory is ``patch_size**2`` times the feature maps; meant for small maps and baselines.
     """
-    (_, h, w), wt = source.shape, target.shape[-1]
-    a, b = _patch_rows(source, patch_size), _patch_rows(target, patch_size)
-    b_norm = b.square().sum(1)
-    best = torch.empty(h * w, dtype=torch.long, device=source.device)
+    best, _ = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size), both=False)
+    return _scored(source, target, best, patch_size)
+
+
+def exact_bidirectional(source: Tensor, target: Tensor, *, patch_size: int = 3) -> tuple[Tensor, Tensor, Tensor]:
+    """Both exact NNFs, source->target and target->source, from one pass over all patch pairs.
+
+    Each entry of the distance matrix serves both directions: its row minimum for one, its column
+    minimum for the other. Returns (nnf_st, nnf_ts, distance of nnf_st), as :func:`bidirectional_patchmatch`.
+    """
+    best_st, best_ts = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size), both=True)
+    st, dist = _scored(source, target, best_st, patch_size)
+    ts = torch.stack([best_ts // source.shape[-1], best_ts % source.shape[-1]]).view(2, *target.shape[1:])
+    return st, ts, dist
+
+
+def _nearest_rows(a: Tensor, b: Tensor, both: bool) -> tuple[Tensor, Tensor | None]:
+    """For each row of ``a`` the index of its nearest row of ``b``; with ``both``, also the reverse."""
+    a_norm, b_norm = a.square().sum(1), b.square().sum(1)
+    best_ab = torch.empty(a.shape[0], dtype=torch.long, device=a.device)
+    best_ba = torch.zeros(b.shape[0], dtype=torch.long, device=a.device) if both else None
+    best_ba_dist = torch.full((b.shape[0],), float("inf"), device=a.device)
     step = max(1, _MATMUL_CHUNK // b.shape[0])
-    for s in range(0, h * w, step):
-        # |a|^2 is constant per row, so it does not change the argmin
-        best[s : s + step] = torch.addmm(b_norm, a[s : s + step], b.T, alpha=-2).min(1).indices
+    for s in range(0, a.shape[0], step):
+        # |a|^2 is constant per row, so the row minimum does without it; the column minimum does not
+        d = torch.addmm(b_norm, a[s : s + step], b.T, alpha=-2)
+        best_ab[s : s + step] = d.min(1).indices
+        if both:
+            col = d.add_(a_norm[s : s + step, None]).min(0)
+            better = col.values < best_ba_dist
+            best_ba_dist = torch.where(better, col.values, best_ba_dist)
+            best_ba = torch.where(better, col.indices + s, best_ba)
+    return best_ab, best_ba
+
+
+def _scored(source: Tensor, target: Tensor, best: Tensor, patch_size: int) -> tuple[Tensor, Tensor]:
+    """Flat matches as an NNF [2, H, W], with their distances under the shared patch cost."""
+    (_, h, w), wt = source.shape, target.shape[-1]
     nnf = torch.stack([best // wt, best % wt])
-    # score with the shared cost so exact and approximate distances compare like for like
+    # the shared cost, so that exact and approximate distances compare like for like
     dist = _PatchCost(source, target, patch_size)(torch.arange(h * w, device=source.device), nnf[0], nnf[1])
     return nnf.view(2, h, w), dist.view(h, w)

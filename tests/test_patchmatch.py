@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from colorizer.patchmatch import bidirectional_patchmatch, brute_force_nnf, jump_schedule, patchmatch, upsample_nnf
+from colorizer.patchmatch import (
+    bidirectional_patchmatch, brute_force_nnf, exact_bidirectional, jump_schedule, patchmatch, upsample_nnf,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -46,6 +48,15 @@ def test_brute_force_is_exhaustive_minimum():
     every = torch.stack([naive_distance(a, b, torch.tensor([qy, qx]).view(2, 1, 1).expand(2, 6, 7), 3)
                          for qy, qx in itertools.product(range(5), range(8))])
     torch.testing.assert_close(dist.double(), every.amin(0), atol=1e-5, rtol=0)
+
+
+def test_exact_fields_both_ways_from_one_pass():
+    a, b = unit_features(8, 7, 9, 11), unit_features(8, 6, 10, 12)
+    st, ts, dist = exact_bidirectional(a, b)
+    forward, forward_dist = brute_force_nnf(a, b)
+    backward, _ = brute_force_nnf(b, a)
+    assert torch.equal(st, forward) and torch.equal(ts, backward)
+    torch.testing.assert_close(dist, forward_dist)
 
 
 def test_patchmatch_close_to_exact_on_perturbed_shift():
