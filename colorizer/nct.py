@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .color import is_gray, lab_to_rgb, luminance, rgb_to_lab
 from .config import TransferConfig
 from .devices import feature_dtype, resolve_device
-from .color import is_gray, lab_to_rgb, luminance, rgb_to_lab
 from .guided_filter import guided_filter, guided_upsample
 from .images import ImageError, ImageInput, check_output_path, load_image, save_image, to_pil, to_tensor
 from .local_linear import detail_weights, fit_local_linear, smoothness_weights

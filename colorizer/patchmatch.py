@@ -91,7 +91,8 @@ class _PatchCost:
         patches = _principal_axes(low_a, low_b, patch_dims)
         low_a, low_b = low_a @ patches, low_b @ patches
         if self.exact:
-            self.src, self.tgt = _exact_side(source, patch_size // 2, low_a), _exact_side(target, patch_size // 2, low_b)
+            r = patch_size // 2
+            self.src, self.tgt = _exact_side(source, r, low_a), _exact_side(target, r, low_b)
         else:
             self.src, self.tgt = _Side(source.shape[-1], low_a), _Side(target.shape[-1], low_b)
 
@@ -272,8 +273,8 @@ def brute_force_nnf(source: Tensor, target: Tensor, *, patch_size: int = 3) -> t
 
     Memory is ``patch_size**2`` times the feature maps; meant for small maps and baselines.
     """
-    best, _ = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size), both=False)
-    return _scored(source, target, best, patch_size)
+    best, sq_dist, _ = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size), both=False)
+    return _as_field(best, target.shape[-1], source.shape[1:]), _as_distance(sq_dist, patch_size, source.shape[1:])
 
 
 def exact_bidirectional(source: Tensor, target: Tensor, *, patch_size: int = 3) -> tuple[Tensor, Tensor, Tensor]:
@@ -282,35 +283,41 @@ def exact_bidirectional(source: Tensor, target: Tensor, *, patch_size: int = 3) 
     Each entry of the distance matrix serves both directions: its row minimum for one, its column
     minimum for the other. Returns (nnf_st, nnf_ts, distance of nnf_st), as :func:`bidirectional_patchmatch`.
     """
-    best_st, best_ts = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size), both=True)
-    st, dist = _scored(source, target, best_st, patch_size)
-    ts = torch.stack([best_ts // source.shape[-1], best_ts % source.shape[-1]]).view(2, *target.shape[1:])
-    return st, ts, dist
+    a, b = _patch_rows(source, patch_size), _patch_rows(target, patch_size)
+    best_st, sq_dist, best_ts = _nearest_rows(a, b, both=True)
+    (_, h, w), (_, ht, wt) = source.shape, target.shape
+    return _as_field(best_st, wt, (h, w)), _as_field(best_ts, w, (ht, wt)), _as_distance(sq_dist, patch_size, (h, w))
 
 
-def _nearest_rows(a: Tensor, b: Tensor, both: bool) -> tuple[Tensor, Tensor | None]:
-    """For each row of ``a`` the index of its nearest row of ``b``; with ``both``, also the reverse."""
+def _nearest_rows(a: Tensor, b: Tensor, both: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """For each row of ``a``, the index of its nearest row of ``b`` and the squared distance to it;
+    with ``both``, also the index of each row of ``b``'s nearest row of ``a``."""
     a_norm, b_norm = a.square().sum(1), b.square().sum(1)
     best_ab = torch.empty(a.shape[0], dtype=torch.long, device=a.device)
-    best_ba = torch.zeros(b.shape[0], dtype=torch.long, device=a.device) if both else None
-    best_ba_dist = torch.full((b.shape[0],), float("inf"), device=a.device)
+    sq_dist = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    if both:
+        best_ba = torch.zeros(b.shape[0], dtype=torch.long, device=a.device)
+        best_ba_dist = torch.full((b.shape[0],), float("inf"), dtype=a.dtype, device=a.device)
     step = max(1, _MATMUL_CHUNK // b.shape[0])
     for s in range(0, a.shape[0], step):
         # |a|^2 is constant per row, so the row minimum does without it; the column minimum does not
         d = torch.addmm(b_norm, a[s : s + step], b.T, alpha=-2)
-        best_ab[s : s + step] = d.min(1).indices
+        row = d.min(1)
+        best_ab[s : s + step] = row.indices
+        sq_dist[s : s + step] = row.values + a_norm[s : s + step]
         if both:
             col = d.add_(a_norm[s : s + step, None]).min(0)
             better = col.values < best_ba_dist
             best_ba_dist = torch.where(better, col.values, best_ba_dist)
             best_ba = torch.where(better, col.indices + s, best_ba)
-    return best_ab, best_ba
+    return best_ab, sq_dist, best_ba if both else None
 
 
-def _scored(source: Tensor, target: Tensor, best: Tensor, patch_size: int) -> tuple[Tensor, Tensor]:
-    """Flat matches as an NNF [2, H, W], with their distances under the shared patch cost."""
-    (_, h, w), wt = source.shape, target.shape[-1]
-    nnf = torch.stack([best // wt, best % wt])
-    # the shared cost, so that exact and approximate distances compare like for like
-    dist = _PatchCost(source, target, patch_size)(torch.arange(h * w, device=source.device), nnf[0], nnf[1])
-    return nnf.view(2, h, w), dist.view(h, w)
+def _as_field(best: Tensor, target_width: int, size: tuple[int, int]) -> Tensor:
+    """Flat target indices as an NNF [2, H, W]."""
+    return torch.stack([best // target_width, best % target_width]).view(2, *size)
+
+
+def _as_distance(sq_dist: Tensor, patch_size: int, size: tuple[int, int]) -> Tensor:
+    """Squared distances of whole patches as the mean over their cells, as ``_PatchCost`` gives them."""
+    return (sq_dist / patch_size**2).clamp_min(0).view(*size)  # rounding can dip below zero for identical patches
