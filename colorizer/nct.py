@@ -229,7 +229,9 @@ class NeuralColorTransfer:
         with timer("features"):
             if gray not in refs.feats:
                 # A gray source cannot be matched on colour: the references are seen in gray too.
-                refs.feats[gray] = [self._features(luminance(r).expand(3, -1, -1) if gray else r, config.levels)
+                # relu5_1 is also every level's matching context (TransferConfig.context_weight).
+                refs.feats[gray] = [self._features(luminance(r).expand(3, -1, -1) if gray else r,
+                                                   tuple(sorted({5, *config.levels}, reverse=True)))
                                     for r in refs.rgbs]
             # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,
             # so what the VGG sees of it never changes: one pass serves every level.
@@ -258,7 +260,8 @@ class NeuralColorTransfer:
         for feats, lab, previous in zip(scene.ref_feats, scene.ref_labs, state.fields):
             feat_r = feats[level]
             with timer("matching"):
-                st, ts, dist = self._match(feat_s, feat_r, previous, level, config, scene.generator)
+                context = (scene.source_feats[5], feats[5])
+                st, ts, dist = self._match(feat_s, feat_r, previous, level, config, scene.generator, context)
             with timer("voting"):
                 guides.append(bds_vote(_resize(lab, feat_r.shape[-2:]), st, ts, completeness=config.completeness))
             fields.append((st, ts))
@@ -274,7 +277,8 @@ class NeuralColorTransfer:
         with timer("model fit"):
             c = scene.first
             source, guide = src_lab[c:], guide[c:]
-            # Patch distances of unit ReLU features lie in [0, 2]: 1 - d / 2 is the mean cosine similarity.
+            # Patch distances of unit ReLU features lie in [0, 2]: 1 - d / 2 is the mean cosine similarity,
+            # less half the context's disagreement where a coarser field was refined.
             confidence = (1 - dist / 2).clamp_min(1e-6)
             edge = smoothness_weights(src_lab[0], config.lambda_local, config.wls_alpha, config.wls_eps)
             neighbors = nonlocal_neighbors(scene.clusters, src_lab, k=config.neighbors, sigma=config.nonlocal_sigma)
@@ -298,9 +302,12 @@ class NeuralColorTransfer:
 
     def _match(
         self, feat_s: Tensor, feat_r: Tensor, previous: tuple[Tensor, Tensor] | None, level: int,
-        config: TransferConfig, gen: torch.Generator,
+        config: TransferConfig, gen: torch.Generator, context: tuple[Tensor, Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Both nearest-neighbour fields S->R and R->S, starting from the coarser level's; and S->R's distances."""
+        """Both nearest-neighbour fields S->R and R->S, starting from the coarser level's; and S->R's distances.
+
+        ``context`` (relu5_1 of source and reference) steers the refinement of a coarser field.
+        """
         size_s, size_r = tuple(feat_s.shape[-2:]), tuple(feat_r.shape[-2:])
         if previous is None and size_s[0] * size_s[1] * size_r[0] * size_r[1] <= config.exact_pairs:
             return exact_bidirectional(feat_s, feat_r)
@@ -312,6 +319,7 @@ class NeuralColorTransfer:
             radius, jump = config.refine_radius, config.refine_jump
         return bidirectional_patchmatch(
             feat_s, feat_r, init_st, init_ts, dims=config.search_dims_at(level),
+            context=None if previous is None else context, context_weight=config.context_weight,
             iterations=config.iterations_at(level), search_radius=radius, max_jump=jump, generator=gen,
         )
 

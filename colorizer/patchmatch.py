@@ -4,7 +4,9 @@ Feature maps are ``[C, H, W]``. A nearest-neighbour field (NNF) from a source to
 ``long`` tensor ``[2, H, W]`` holding the absolute (y, x) of each source pixel's match in the
 target. The patch distance between the patch centred at p in A and at q in B is the mean over
 the ``patch_size**2`` cells d of ``||A(p+d) - B(q+d)||^2``, with coordinates clamped into the
-image (replicate borders); for unit feature vectors it lies in [0, 4].
+image (replicate borders); for unit feature vectors it lies in [0, 4]. A ``context`` (a coarser,
+more semantic pair of maps) adds ``context_weight * ||a(p) - b(q)||^2`` of the two maps' cells
+under p and q (see ``_PatchCost``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _CHUNK = 1 << 18  # floats gathered per chunk (1 MB): stays in cache, yet few en
 _MATMUL_CHUNK = 1 << 24  # distance-matrix entries per brute-force matmul (64 MB)
 _CELL_DIMS, _BOUND_DIMS = 8, 16  # sizes of the two projections behind the pruning bound
 _DESCRIPTOR_CELL_DIMS = 16  # cell projection behind the descriptors of ``dims`` (see _PatchCost)
+_CONTEXT_DIMS = 16  # principal components kept of a context map's cells
 
 
 def _replicate_pad(x: Tensor, r: int) -> Tensor:
@@ -47,6 +50,7 @@ class _Side:
     offsets: Tensor | None = None  # flat offsets in ``rows`` of the k*k cells around a patch centre
     centre: Tensor | None = None  # [H*W]: flat index in ``rows`` of each pixel
     norm: Tensor | None = None  # [H*W]: mean squared norm of each patch's cells
+    context: Tensor | None = None  # [H*W, _CONTEXT_DIMS]: the context under each pixel, scaled by sqrt(weight)
 
 
 def _exact_side(x: Tensor, r: int, low: Tensor) -> _Side:
@@ -78,9 +82,16 @@ class _PatchCost:
     Descriptors (``dims``): the distance is the projected one, ``dims`` numbers per pixel in
     place of ``k*k*C``. On shallow layers a few axes hold most of the variance, and what the
     projection drops is mostly noise that exact matching would fit.
+
+    Context (``context``: two maps [C', h', w'] of any size, e.g. relu5_1 of both images): their
+    cells, projected onto shared principal axes and bilinearly resampled to the two grids, add
+    ``context_weight * ||a(p) - b(q)||^2`` to every distance (and to the bound, which stays one).
+    Shallow features match texture wherever it looks alike (a tree's leaves, a cloud's edge); the
+    context keeps each match on the part of the other image that means the same thing.
     """
 
-    def __init__(self, source: Tensor, target: Tensor, patch_size: int, dims: int | None = None) -> None:
+    def __init__(self, source: Tensor, target: Tensor, patch_size: int, dims: int | None = None,
+                 context: tuple[Tensor, Tensor] | None = None, context_weight: float = 1.0) -> None:
         if patch_size % 2 != 1:
             raise ValueError(f"patch_size must be odd, got {patch_size}")
         self.k2, self.exact = patch_size**2, dims is None
@@ -95,6 +106,11 @@ class _PatchCost:
             self.src, self.tgt = _exact_side(source, r, low_a), _exact_side(target, r, low_b)
         else:
             self.src, self.tgt = _Side(source.shape[-1], low_a), _Side(target.shape[-1], low_b)
+        if context is not None:
+            ca, cb = context
+            axes = _principal_axes(ca.flatten(1).T, cb.flatten(1).T, _CONTEXT_DIMS) * context_weight**0.5
+            self.src.context = _resampled_rows(ca, axes, source.shape[-2:])
+            self.tgt.context = _resampled_rows(cb, axes, target.shape[-2:])
 
     def swapped(self) -> "_PatchCost":
         """The same distance from target to source, sharing every precomputed array."""
@@ -102,10 +118,16 @@ class _PatchCost:
         other.k2, other.exact, other.src, other.tgt = self.k2, self.exact, self.tgt, self.src
         return other
 
+    def _context(self, pix: Tensor, q: Tensor) -> Tensor | float:
+        if self.src.context is None:
+            return 0.0
+        return (self.src.context.index_select(0, pix) - self.tgt.context.index_select(0, q)).square_().sum(1)
+
     def lower_bound(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """The projected distance: a cheap lower bound on the exact one."""
-        low = self.src.low.index_select(0, pix) - self.tgt.low.index_select(0, qy * self.tgt.width + qx)
-        return low.square_().sum(1) / self.k2
+        q = qy * self.tgt.width + qx
+        low = self.src.low.index_select(0, pix) - self.tgt.low.index_select(0, q)
+        return low.square_().sum(1) / self.k2 + self._context(pix, q)
 
     def __call__(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """Distance between source pixels ``pix`` (flat indices) and target pixels (qy, qx)."""
@@ -120,8 +142,14 @@ class _PatchCost:
             ga = a.rows.index_select(0, (ca[s : s + step, None] + a.offsets).flatten())
             gb = b.rows.index_select(0, (cb[s : s + step, None] + b.offsets).flatten())
             dot[s : s + step] = ga.mul_(gb).view(-1, self.k2 * channels).sum(1)
-        dist = a.norm[pix] + b.norm[q] - (2 / self.k2) * dot
-        return dist.clamp_min_(0)  # rounding can dip below zero for identical patches
+        dist = (a.norm[pix] + b.norm[q] - (2 / self.k2) * dot).clamp_min_(0)  # rounding can dip below zero
+        return dist + self._context(pix, q)
+
+
+def _resampled_rows(x: Tensor, axes: Tensor, size: tuple[int, int]) -> Tensor:
+    """[C, h, w] projected onto ``axes`` [C, K] and bilinearly resampled to ``size``: [H*W, K] rows."""
+    low = torch.einsum("ck,chw->khw", axes, x)[None]
+    return F.interpolate(low, size=tuple(size), mode="bilinear", align_corners=False)[0].flatten(1).T.contiguous()
 
 
 def jump_schedule(h: int, w: int, max_jump: int | None = None) -> list[int]:
@@ -160,6 +188,8 @@ def patchmatch(
     generator: torch.Generator | None = None,
     max_jump: int | None = None,
     dims: int | None = None,
+    context: tuple[Tensor, Tensor] | None = None,
+    context_weight: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Approximate NNF from ``source`` [C,H,W] to ``target`` [C,Ht,Wt].
 
@@ -170,10 +200,11 @@ def patchmatch(
     one-cell propagation), then random-searches around the current match with a radius halving
     from ``search_radius`` (default ``max(Ht, Wt)``) down to 1. Each jump distance costs 4
     candidate passes, so a smaller ``max_jump`` trades reach for speed. ``dims``: compare patches
-    by their first ``dims`` principal components instead of exactly (see ``_PatchCost``). Returns
-    (nnf [2,H,W] long, distance [H,W]).
+    by their first ``dims`` principal components instead of exactly; ``context``: a pair of
+    coarser maps whose disagreement under p and q, times ``context_weight``, adds to the distance
+    (see ``_PatchCost``). Returns (nnf [2,H,W] long, distance [H,W]).
     """
-    cost = _PatchCost(source, target, patch_size, dims)
+    cost = _PatchCost(source, target, patch_size, dims, context, context_weight)
     search = dict(iterations=iterations, search_radius=search_radius, generator=generator, max_jump=max_jump)
     return _search(cost, source.shape[1:], target.shape[1:], init, **search)
 
@@ -186,13 +217,16 @@ def bidirectional_patchmatch(
     *,
     patch_size: int = 3,
     dims: int | None = None,
+    context: tuple[Tensor, Tensor] | None = None,
+    context_weight: float = 1.0,
     **search,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Both NNFs, source->target and target->source, sharing one precomputed patch distance.
 
-    ``search`` takes :func:`patchmatch`'s search options. Returns (nnf_st, nnf_ts, distance of nnf_st).
+    ``dims`` and ``context`` (given as (source's, target's)) as in :func:`patchmatch`; ``search``
+    takes its search options. Returns (nnf_st, nnf_ts, distance of nnf_st).
     """
-    cost = _PatchCost(source, target, patch_size, dims)
+    cost = _PatchCost(source, target, patch_size, dims, context, context_weight)
     st, dist = _search(cost, source.shape[1:], target.shape[1:], init_st, **search)
     ts, _ = _search(cost.swapped(), target.shape[1:], source.shape[1:], init_ts, **search)
     return st, ts, dist

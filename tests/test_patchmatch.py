@@ -92,13 +92,42 @@ def test_descriptors_find_the_match_of_noisy_shallow_features():
 
 
 def test_bidirectional_fields_share_one_distance():
-    a, b = unit_features(8, 10, 12, 9), unit_features(8, 11, 9, 10)
     """One precomputed distance serves both directions: the fields equal two one-way searches'."""
+    a, b = unit_features(8, 10, 12, 9), unit_features(8, 11, 9, 10)
     st, ts, dist = bidirectional_patchmatch(a, b, iterations=3, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
     one_way, one_way_dist = patchmatch(a, b, iterations=3, generator=generator)
     other_way, _ = patchmatch(b, a, iterations=3, generator=generator)
     assert torch.equal(st, one_way) and torch.equal(dist, one_way_dist) and torch.equal(ts, other_way)
+
+
+@pytest.mark.parametrize("dims", [None, 4 * 9])
+def test_context_adds_its_weighted_disagreement_to_the_distance(dims):
+    """A context on the maps' own grid, of fewer channels than its projection keeps, adds exactly
+    weight * |context_a(p) - context_b(q)|^2: in exact mode and in full-rank descriptor mode."""
+    a, b = unit_features(4, 6, 7, 0), unit_features(4, 5, 8, 1)
+    ca, cb = unit_features(3, 6, 7, 2), unit_features(3, 5, 8, 3)
+    nnf, dist = patchmatch(a, b, iterations=2, dims=dims, context=(ca, cb), context_weight=0.7,
+                           generator=torch.Generator().manual_seed(0))
+    disagreement = (ca - cb[:, nnf[0], nnf[1]]).square().sum(0).double()
+    torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3) + 0.7 * disagreement, atol=1e-5, rtol=0)
+
+
+def test_context_chooses_between_two_copies_of_a_texture():
+    """The target holds a texture twice; a coarse context (one cell per half) says which half means
+    what the source does. The features alone cannot tell the copies apart; with the context, the
+    matches land in the right half."""
+    texture = unit_features(8, 12, 12, 4)
+    target = torch.cat([texture, texture], dim=2)
+    context = (torch.tensor([1.0, 0.0]).view(2, 1, 1), torch.tensor([[0.0, 1.0], [1.0, 0.0]]).view(2, 1, 2))
+    interior = (slice(1, 11), slice(1, 11))
+
+    def right_half(**kw) -> float:
+        nnf, _ = patchmatch(texture, target, iterations=6, generator=torch.Generator().manual_seed(1), **kw)
+        return (nnf[1][interior] >= 12).float().mean().item()
+
+    assert right_half(context=context) > 0.95
+    assert right_half() < 0.5
 
 
 def test_patchmatch_recovers_translation():
