@@ -45,12 +45,12 @@ class _Side:
     """One feature map as the patch distance reads it."""
 
     width: int
-    low: Tensor  # [H*W, dims]: each pixel's patch projected onto principal axes
+    low: Tensor  # [H*W, dims (+ context dims)]: each pixel's projected patch / patch_size, then its context
     rows: Tensor | None = None  # exact only: replicate-padded map, channel-last [(H+2r)*(W+2r), C]
     offsets: Tensor | None = None  # flat offsets in ``rows`` of the k*k cells around a patch centre
     centre: Tensor | None = None  # [H*W]: flat index in ``rows`` of each pixel
     norm: Tensor | None = None  # [H*W]: mean squared norm of each patch's cells
-    context: Tensor | None = None  # [H*W, _CONTEXT_DIMS]: the context under each pixel, scaled by sqrt(weight)
+    context: Tensor | None = None  # exact only: [H*W, _CONTEXT_DIMS], the context under each pixel
 
 
 def _exact_side(x: Tensor, r: int, low: Tensor) -> _Side:
@@ -99,18 +99,22 @@ class _PatchCost:
         cells = _principal_axes(source.flatten(1).T, target.flatten(1).T, cell_dims)
         low_a = _patch_rows(torch.einsum("ck,chw->khw", cells, source), patch_size)
         low_b = _patch_rows(torch.einsum("ck,chw->khw", cells, target), patch_size)
-        patches = _principal_axes(low_a, low_b, patch_dims)
+        # Scaled so that a squared difference of rows is a distance (mean over the patch's cells).
+        patches = _principal_axes(low_a, low_b, patch_dims) / patch_size
         low_a, low_b = low_a @ patches, low_b @ patches
+        ctx_a = ctx_b = None
+        if context is not None:
+            # Appended to the rows: one gather serves the projected distance and the context.
+            ca, cb = context
+            axes = _principal_axes(ca.flatten(1).T, cb.flatten(1).T, _CONTEXT_DIMS) * context_weight**0.5
+            ctx_a, ctx_b = _resampled_rows(ca, axes, source.shape[-2:]), _resampled_rows(cb, axes, target.shape[-2:])
+            low_a, low_b = torch.cat([low_a, ctx_a], 1), torch.cat([low_b, ctx_b], 1)
         if self.exact:
             r = patch_size // 2
             self.src, self.tgt = _exact_side(source, r, low_a), _exact_side(target, r, low_b)
+            self.src.context, self.tgt.context = ctx_a, ctx_b
         else:
             self.src, self.tgt = _Side(source.shape[-1], low_a), _Side(target.shape[-1], low_b)
-        if context is not None:
-            ca, cb = context
-            axes = _principal_axes(ca.flatten(1).T, cb.flatten(1).T, _CONTEXT_DIMS) * context_weight**0.5
-            self.src.context = _resampled_rows(ca, axes, source.shape[-2:])
-            self.tgt.context = _resampled_rows(cb, axes, target.shape[-2:])
 
     def swapped(self) -> "_PatchCost":
         """The same distance from target to source, sharing every precomputed array."""
@@ -118,16 +122,10 @@ class _PatchCost:
         other.k2, other.exact, other.src, other.tgt = self.k2, self.exact, self.tgt, self.src
         return other
 
-    def _context(self, pix: Tensor, q: Tensor) -> Tensor | float:
-        if self.src.context is None:
-            return 0.0
-        return (self.src.context.index_select(0, pix) - self.tgt.context.index_select(0, q)).square_().sum(1)
-
     def lower_bound(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """The projected distance: a cheap lower bound on the exact one."""
-        q = qy * self.tgt.width + qx
-        low = self.src.low.index_select(0, pix) - self.tgt.low.index_select(0, q)
-        return low.square_().sum(1) / self.k2 + self._context(pix, q)
+        low = self.src.low.index_select(0, pix) - self.tgt.low.index_select(0, qy * self.tgt.width + qx)
+        return low.square_().sum(1)
 
     def __call__(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """Distance between source pixels ``pix`` (flat indices) and target pixels (qy, qx)."""
@@ -143,7 +141,9 @@ class _PatchCost:
             gb = b.rows.index_select(0, (cb[s : s + step, None] + b.offsets).flatten())
             dot[s : s + step] = ga.mul_(gb).view(-1, self.k2 * channels).sum(1)
         dist = (a.norm[pix] + b.norm[q] - (2 / self.k2) * dot).clamp_min_(0)  # rounding can dip below zero
-        return dist + self._context(pix, q)
+        if a.context is not None:
+            dist += (a.context.index_select(0, pix) - b.context.index_select(0, q)).square_().sum(1)
+        return dist
 
 
 def _resampled_rows(x: Tensor, axes: Tensor, size: tuple[int, int]) -> Tensor:
