@@ -75,14 +75,16 @@ class TransferConfig:
     #: mean CIEDE2000) and the crop cases moved by under 0.1, except multi-reference-left (6.1 ->
     #: 6.3). At relu4_1 and relu5_1, where the semantics live, exact distances matched better.
     search_dims: tuple[tuple[int, int], ...] = ((3, 32), (2, 32), (1, 32))
-    #: Once a coarser field exists, every candidate match's distance also counts how unlike the
-    #: two images' relu5_1 features are under p and q (16 principal components, resampled to the
-    #: level's grid), times this weight (patch distances of unit features lie in [0, 4]). Shallow
-    #: features match texture anywhere: without it, trees took the colour of the reference's
-    #: clouds. On 10 real pairs and 15 photo cases (mean CIEDE2000, 0 -> 0.5 / 1 / 2 / 4):
-    #: regrade 12.53 -> 11.05 / 10.85 / 10.73 / 10.46, recolor 3.58 -> 3.29 / 3.22 / 3.22 / 3.34,
-    #: multi-reference-left 6.28 -> 5.34 / 5.36 / 5.45 / 5.46, colorize 3.83 -> 3.76 / 3.80 / 3.84 /
-    #: 3.92: 1 gains most of what regrade gains without costing the crop cases.
+    #: Once a coarser field exists, every candidate match's distance also counts how unlike the two
+    #: images' deep features are under p and q, times this weight (patch distances of unit features
+    #: lie in [0, 4]). The context of a level is the deep layers coarser than it: relu5_1 at L4,
+    #: relu5_1 and relu4_1 from L3 on (16 principal components, resampled to the level's grid).
+    #: Shallow features match texture anywhere: without it, trees took the colour of the
+    #: reference's clouds. On 10 real pairs and 15 photo cases (mean CIEDE2000), no context ->
+    #: relu5_1 at every level with weight 0.5 / 1 / 2 / 4, then relu5_1 + relu4_1 from L3 on:
+    #: regrade 12.53 -> 11.05 / 10.85 / 10.73 / 10.46 -> 10.28; recolor 3.58 -> 3.29 / 3.22 / 3.22 /
+    #: 3.34 -> 3.26; multi-reference-left 6.28 -> 5.34 / 5.36 / 5.45 / 5.46 -> 5.16; colorize 3.83 ->
+    #: 3.76 / 3.80 / 3.84 / 3.92 -> 3.80. relu4_1 at L4 too worsened regrade-self (3.53 -> 3.68).
     context_weight: float = 1.0
     #: Rows per strip when recolouring a full-resolution image (keeps 12 MP in cache).
     strip_rows: int = 64

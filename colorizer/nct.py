@@ -30,7 +30,7 @@ from .guided_filter import guided_filter, guided_upsample
 from .images import ImageError, ImageInput, check_output_path, load_image, save_image, to_pil, to_tensor
 from .local_linear import detail_weights, fit_local_linear, smoothness_weights
 from .neighbors import feature_clusters, nonlocal_neighbors
-from .patchmatch import bidirectional_patchmatch, exact_bidirectional, upsample_nnf
+from .patchmatch import bidirectional_patchmatch, exact_bidirectional, shared_projection, upsample_nnf
 from .vgg import VGGFeatures
 from .voting import bds_vote
 
@@ -84,8 +84,9 @@ class _Scene:
     source_lab: Tensor  # normalised Lab (L in [0, 1], a and b about [-1, 1]) at the working resolution
     first: int  # first Lab channel transferred: 0 for full colour, 1 keeps lightness
     gray: bool
-    source_feats: dict[int, Tensor]  # the source's features: relu5_1, and every level's for a gray source
+    source_feats: dict[int, Tensor]  # the source's features: relu5_1 and relu4_1, and every level's for a gray source
     ref_feats: list[dict[int, Tensor]]
+    deep_contexts: list[tuple[Tensor, Tensor]]  # per reference: the matching context from L3 on (_deep_context)
     ref_labs: list[Tensor]
     clusters: Tensor  # k-means labels of the source's relu5_1 cells, shared by all levels
     generator: torch.Generator
@@ -227,21 +228,24 @@ class NeuralColorTransfer:
         src_rgb = _resize(src_full, working_shape(src_img.size, config.working_size))
         gen = torch.Generator(self.device).manual_seed(config.seed)
         with timer("features"):
+            # relu5_1 and relu4_1 are also the matching context (TransferConfig.context_weight).
+            every = tuple(sorted({5, 4, *config.levels}, reverse=True))
             if gray not in refs.feats:
                 # A gray source cannot be matched on colour: the references are seen in gray too.
-                # relu5_1 is also every level's matching context (TransferConfig.context_weight).
-                refs.feats[gray] = [self._features(luminance(r).expand(3, -1, -1) if gray else r,
-                                                   tuple(sorted({5, *config.levels}, reverse=True)))
+                refs.feats[gray] = [self._features(luminance(r).expand(3, -1, -1) if gray else r, every)
                                     for r in refs.rgbs]
             # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,
             # so what the VGG sees of it never changes: one pass serves every level.
-            src_feats = self._features(src_rgb, tuple(sorted({5, *config.levels}, reverse=True)) if gray else (5,))
+            src_feats = self._features(src_rgb, every if gray else (5, 4))
+        with timer("matching"):
+            deep_contexts = [_deep_context(src_feats, feats) for feats in refs.feats[gray]]
         with timer("model fit"):
             clusters = feature_clusters(src_feats[5], config.clusters, generator=gen)
         return _Scene(
             source_full=src_full, source_rgb=src_rgb, source_lab=rgb_to_lab(src_rgb) / 100,
-            first=0 if config.transfer_lightness and not gray else 1, gray=gray,
-            source_feats=src_feats, ref_feats=refs.feats[gray], ref_labs=refs.labs, clusters=clusters, generator=gen,
+            first=0 if config.transfer_lightness and not gray else 1, gray=gray, source_feats=src_feats,
+            ref_feats=refs.feats[gray], deep_contexts=deep_contexts, ref_labs=refs.labs, clusters=clusters,
+            generator=gen,
         )
 
     def _level(self, scene: _Scene, state: _State, level: int, config: TransferConfig, timer: "_Timer") -> _State:
@@ -257,10 +261,11 @@ class NeuralColorTransfer:
 
         # 2-3. Both nearest-neighbour fields per reference, and the references' colours voted through them.
         fields, guides, distances = [], [], []
-        for feats, lab, previous in zip(scene.ref_feats, scene.ref_labs, state.fields):
+        for feats, lab, previous, deep in zip(scene.ref_feats, scene.ref_labs, state.fields, scene.deep_contexts):
             feat_r = feats[level]
             with timer("matching"):
-                context = (scene.source_feats[5], feats[5])
+                # The context of a level: the deep layers coarser than it.
+                context = (scene.source_feats[5], feats[5]) if level >= 4 else deep
                 st, ts, dist = self._match(feat_s, feat_r, previous, level, config, scene.generator, context)
             with timer("voting"):
                 guides.append(bds_vote(_resize(lab, feat_r.shape[-2:]), st, ts, completeness=config.completeness))
@@ -306,7 +311,7 @@ class NeuralColorTransfer:
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Both nearest-neighbour fields S->R and R->S, starting from the coarser level's; and S->R's distances.
 
-        ``context`` (relu5_1 of source and reference) steers the refinement of a coarser field.
+        ``context`` (deep features of source and reference) steers the refinement of a coarser field.
         """
         size_s, size_r = tuple(feat_s.shape[-2:]), tuple(feat_r.shape[-2:])
         if previous is None and size_s[0] * size_s[1] * size_r[0] * size_r[1] <= config.exact_pairs:
@@ -322,6 +327,13 @@ class NeuralColorTransfer:
             context=None if previous is None else context, context_weight=config.context_weight,
             iterations=config.iterations_at(level), search_radius=radius, max_jump=jump, generator=gen,
         )
+
+
+def _deep_context(source: dict[int, Tensor], reference: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+    """relu5_1 (upsampled) and relu4_1 of both images, stacked and projected onto their shared principal axes."""
+    def stack(feats: dict[int, Tensor]) -> Tensor:
+        return torch.cat([_resize(feats[5], feats[4].shape[-2:]), feats[4]])
+    return shared_projection(stack(source), stack(reference))
 
 
 def _select_reference(src_lab: Tensor, guides: Tensor, evidence: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:

@@ -40,6 +40,12 @@ def _principal_axes(a: Tensor, b: Tensor, dims: int) -> Tensor:
     return torch.linalg.eigh(x.T @ x)[1][:, -min(dims, x.shape[1]) :]
 
 
+def shared_projection(a: Tensor, b: Tensor, dims: int = _CONTEXT_DIMS) -> tuple[Tensor, Tensor]:
+    """Two maps [C, H, W] (of any sizes) projected onto the ``dims`` principal axes of all their cells."""
+    axes = _principal_axes(a.flatten(1).T, b.flatten(1).T, dims)
+    return torch.einsum("ck,chw->khw", axes, a), torch.einsum("ck,chw->khw", axes, b)
+
+
 @dataclass
 class _Side:
     """One feature map as the patch distance reads it."""
@@ -105,9 +111,8 @@ class _PatchCost:
         ctx_a = ctx_b = None
         if context is not None:
             # Appended to the rows: one gather serves the projected distance and the context.
-            ca, cb = context
-            axes = _principal_axes(ca.flatten(1).T, cb.flatten(1).T, _CONTEXT_DIMS) * context_weight**0.5
-            ctx_a, ctx_b = _resampled_rows(ca, axes, source.shape[-2:]), _resampled_rows(cb, axes, target.shape[-2:])
+            ca, cb = (c * context_weight**0.5 for c in shared_projection(*context))
+            ctx_a, ctx_b = _resampled_rows(ca, source.shape[-2:]), _resampled_rows(cb, target.shape[-2:])
             low_a, low_b = torch.cat([low_a, ctx_a], 1), torch.cat([low_b, ctx_b], 1)
         if self.exact:
             r = patch_size // 2
@@ -146,10 +151,9 @@ class _PatchCost:
         return dist
 
 
-def _resampled_rows(x: Tensor, axes: Tensor, size: tuple[int, int]) -> Tensor:
-    """[C, h, w] projected onto ``axes`` [C, K] and bilinearly resampled to ``size``: [H*W, K] rows."""
-    low = torch.einsum("ck,chw->khw", axes, x)[None]
-    return F.interpolate(low, size=tuple(size), mode="bilinear", align_corners=False)[0].flatten(1).T.contiguous()
+def _resampled_rows(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """[C, h, w] bilinearly resampled to ``size``, as [H*W, C] rows."""
+    return F.interpolate(x[None], size=tuple(size), mode="bilinear", align_corners=False)[0].flatten(1).T.contiguous()
 
 
 def jump_schedule(h: int, w: int, max_jump: int | None = None) -> list[int]:

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from colorizer.patchmatch import (
-    bidirectional_patchmatch, brute_force_nnf, exact_bidirectional, jump_schedule, patchmatch, upsample_nnf,
+    bidirectional_patchmatch, brute_force_nnf, exact_bidirectional, jump_schedule, patchmatch, shared_projection,
+    upsample_nnf,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -111,6 +112,17 @@ def test_context_adds_its_weighted_disagreement_to_the_distance(dims):
                            generator=torch.Generator().manual_seed(0))
     disagreement = (ca - cb[:, nnf[0], nnf[1]]).square().sum(0).double()
     torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3) + 0.7 * disagreement, atol=1e-5, rtol=0)
+
+
+def test_shared_projection_keeps_distances_when_it_keeps_every_axis():
+    a, b = unit_features(6, 4, 5, 0), unit_features(6, 3, 7, 1)
+    pa, pb = shared_projection(a, b, dims=6)
+    assert pa.shape == (6, 4, 5) and pb.shape == (6, 3, 7)
+
+    def cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x[:, :, :, None, None] - y[:, None, None]).square().sum(0)
+
+    torch.testing.assert_close(cross(pa, pb), cross(a, b), atol=1e-5, rtol=0)
 
 
 def test_context_chooses_between_two_copies_of_a_texture():
