@@ -103,6 +103,29 @@ def test_a_second_reference_supplies_what_the_first_lacks(nct):
     assert de_two < 0.8 * de_left, (de_two, de_left)  # the old choice: 6.98 against 5.96
 
 
+def test_a_parks_trees_do_not_take_the_colour_of_the_reference_sky(nct):
+    """Regrade pair mvtb/eiffel-2 -> categorization_monuments/eiffelTower: the reference barely shows
+    trees, and the source's row of dark trees on the left used to match the reference's sky and come
+    out sky blue. Their mean Lab colour must stay nearer the truth's trees than the output's own sky."""
+    if not SHARED_PHOTOS.is_dir():
+        pytest.skip("needs ../shared/data/photos")
+    from colorizer.evaluation import make_pair_case, photo_pairs
+
+    a, b = next((a, b) for a, b in photo_pairs() if (a.parent.name, a.stem, b.parent.name, b.stem)
+                == ("mvtb", "eiffel-2", "categorization_monuments", "eiffelTower"))
+    case = make_pair_case(a, b)
+    out = nct.transfer(case.source, case.references).image
+    h, w = out.height, out.width
+    trees, sky = (slice(None), slice(int(0.68 * h), int(0.88 * h)), slice(0, int(0.3 * w))), \
+        (slice(None), slice(int(0.05 * h), int(0.25 * h)), slice(None))
+    lab, truth = rgb_to_lab(to_tensor(out)), rgb_to_lab(to_tensor(case.truth))
+    ours = lab[trees].mean((1, 2))
+    to_truth = (ours - truth[trees].mean((1, 2))).norm()
+    to_sky = (ours - lab[sky].mean((1, 2))).norm()
+    # Without the matching context: 41 from the truth's trees, 22 from the sky.
+    assert to_truth < 0.5 * to_sky, (to_truth, to_sky)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
