@@ -3,9 +3,10 @@
 ``transfer`` prepares the images (working size, the references' VGG features, the source's
 feature clusters), then runs one level at a time, coarse to fine, for L = 5..1 (``_level``):
 match VGG relu{L}_1 features of the current result against each reference both ways with
-PatchMatch (kept on the same meaning by the deeper layers' features, ``_deep_context``), vote the references' colours into a guidance image, fit a local linear colour model
-``T = a * S + b`` in Lab to that guidance, and apply it to the source. Each level starts from the
-coarser level's fields and model. Options and constants: :class:`colorizer.config.TransferConfig`.
+PatchMatch (kept on the same meaning by the deeper layers' features, ``_deep_context``), vote the
+references' colours into a guidance image, fit a local linear colour model ``T = a * S + b`` in
+Lab to that guidance, and apply it to the source. Each level starts from the coarser level's
+fields and model. Options and constants: :class:`colorizer.config.TransferConfig`.
 """
 
 from __future__ import annotations

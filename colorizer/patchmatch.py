@@ -102,9 +102,7 @@ class _PatchCost:
             raise ValueError(f"patch_size must be odd, got {patch_size}")
         self.k2, self.exact = patch_size**2, dims is None
         cell_dims, patch_dims = (_CELL_DIMS, _BOUND_DIMS) if dims is None else (_DESCRIPTOR_CELL_DIMS, dims)
-        cells = _principal_axes(source.flatten(1).T, target.flatten(1).T, cell_dims)
-        low_a = _patch_rows(torch.einsum("ck,chw->khw", cells, source), patch_size)
-        low_b = _patch_rows(torch.einsum("ck,chw->khw", cells, target), patch_size)
+        low_a, low_b = (_patch_rows(cells, patch_size) for cells in shared_projection(source, target, cell_dims))
         # Scaled so that a squared difference of rows is a distance (mean over the patch's cells).
         patches = _principal_axes(low_a, low_b, patch_dims) / patch_size
         low_a, low_b = low_a @ patches, low_b @ patches
