@@ -63,9 +63,13 @@ class TransferConfig:
     #: this many pairs (up to L5 of a 1024 working size: 48x64 cells a side), both fields are found
     #: exactly from one matrix product: faster there than PatchMatch from random fields, and exact.
     exact_pairs: int = 1 << 24
-    #: Longest propagation jump once a coarser field exists, in cells (Deep Image Analogy's
-    #: 8, 4, 2, 1); from L5's random start jumps span the whole map.
-    refine_jump: int = 8
+    #: Longest propagation jump per level once a coarser field exists, in cells (Deep Image
+    #: Analogy's 8, 4, 2, 1); from L5's random start jumps span the whole map. The upsampled field
+    #: is already close where the maps are coarse (L4) and where they are finest (L1), and each
+    #: jump distance costs four candidate passes: on 10 real pairs and 15 photo cases, 2 at L4 and 4
+    #: at L1 in place of 8 moved every case by at most 0.04 mean CIEDE2000 (regrade 10.28 -> 10.25,
+    #: multi-reference 3.38 -> 3.42) and cut L4's and L1's matching by a third and a sixth.
+    refine_jumps: tuple[tuple[int, int], ...] = ((4, 2), (3, 8), (2, 8), (1, 4))
     #: Random-search radius (in cells of that level) once a coarser field exists.
     refine_radius: int = 4
     #: Levels whose matching compares patches by their first principal components (32 numbers per
@@ -111,6 +115,9 @@ class TransferConfig:
 
     def iterations_at(self, level: int) -> int:
         return dict(self.iterations)[level]
+
+    def refine_jump_at(self, level: int) -> int:
+        return dict(self.refine_jumps)[level]
 
     def search_dims_at(self, level: int) -> int | None:
         """Principal components compared at ``level``'s matching; None: exact patch distances."""

@@ -322,7 +322,7 @@ class NeuralColorTransfer:
         else:
             init_st = upsample_nnf(previous[0], size_s, size_r)
             init_ts = upsample_nnf(previous[1], size_r, size_s)
-            radius, jump = config.refine_radius, config.refine_jump
+            radius, jump = config.refine_radius, config.refine_jump_at(level)
         return bidirectional_patchmatch(
             feat_s, feat_r, init_st, init_ts, dims=config.search_dims_at(level),
             context=None if previous is None else context, context_weight=config.context_weight,
