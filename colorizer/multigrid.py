@@ -91,7 +91,9 @@ class _Grid:
 
 def _sum_2x2(x: Tensor) -> Tensor:
     """Sums over 2x2 cells of x [..., H, W] (H, W even)."""
-    return x.unflatten(-1, (-1, 2)).unflatten(-3, (-1, 2)).sum((-3, -1))
+    # Two strided additions: a reduction over the interleaved axes is many times slower on a CPU.
+    rows = x[..., 0::2, :] + x[..., 1::2, :]
+    return rows[..., 0::2] + rows[..., 1::2]
 
 
 class BlockMultigrid:
@@ -119,5 +121,5 @@ class BlockMultigrid:
         h, w = r.shape[-2:]
         coarse_r = _sum_2x2(F.pad(r - grid.apply(x), (0, w % 2, 0, h % 2)))
         correction = self._cycle(coarse_r, depth + 1)
-        x += correction.repeat_interleave(2, -2).repeat_interleave(2, -1)[..., :h, :w]
+        x += F.interpolate(correction, scale_factor=2, mode="nearest")[..., :h, :w]
         return grid.smooth(r, x, _SWEEPS)

@@ -40,6 +40,28 @@ def _principal_axes(a: Tensor, b: Tensor, dims: int) -> Tensor:
     return torch.linalg.eigh(x.T @ x)[1][:, -min(dims, x.shape[1]) :]
 
 
+def _projected_patches(a: Tensor, b: Tensor, patch_size: int, dims: int) -> tuple[Tensor, Tensor]:
+    """Every clamped patch of ``a`` and ``b`` [C, H, W] projected onto the ``dims`` principal axes
+    of all their patches, divided by ``patch_size``, as rows [H*W, dims]: the squared difference
+    of two rows is then the projected distance (a mean over the patch's cells).
+
+    The axes come from a sample of patches; the projection of every patch is one convolution,
+    which never builds the [H*W, C*patch_size**2] matrix of all patches.
+    """
+    r, k = patch_size // 2, patch_size
+    padded = [_replicate_pad(x, r) for x in (a, b)]
+    samples = []
+    for x, (_, h, w) in zip(padded, (a.shape, b.shape)):
+        # The rows _principal_axes would keep of the full patch matrix: every n-th pixel.
+        pix = torch.arange(0, h * w, max(1, h * w // 2048), device=x.device)
+        d = torch.arange(k, device=x.device)
+        ys, xs = (pix // w)[:, None, None] + d[:, None], (pix % w)[:, None, None] + d
+        samples.append(x[:, ys, xs].transpose(0, 1).flatten(1))  # [n, C*k*k], F.unfold's order
+    axes = _principal_axes(*samples, dims) / patch_size
+    weight = axes.T.reshape(-1, a.shape[0], k, k)
+    return tuple(F.conv2d(x[None], weight)[0].flatten(1).T.contiguous() for x in padded)
+
+
 def shared_projection(a: Tensor, b: Tensor, dims: int = _CONTEXT_DIMS) -> tuple[Tensor, Tensor]:
     """Two maps [C, H, W] (of any sizes) projected onto the ``dims`` principal axes of all their cells."""
     axes = _principal_axes(a.flatten(1).T, b.flatten(1).T, dims)
@@ -102,10 +124,7 @@ class _PatchCost:
             raise ValueError(f"patch_size must be odd, got {patch_size}")
         self.k2, self.exact = patch_size**2, dims is None
         cell_dims, patch_dims = (_CELL_DIMS, _BOUND_DIMS) if dims is None else (_DESCRIPTOR_CELL_DIMS, dims)
-        low_a, low_b = (_patch_rows(cells, patch_size) for cells in shared_projection(source, target, cell_dims))
-        # Scaled so that a squared difference of rows is a distance (mean over the patch's cells).
-        patches = _principal_axes(low_a, low_b, patch_dims) / patch_size
-        low_a, low_b = low_a @ patches, low_b @ patches
+        low_a, low_b = _projected_patches(*shared_projection(source, target, cell_dims), patch_size, patch_dims)
         ctx_a = ctx_b = None
         if context is not None:
             # Appended to the rows: one gather serves the projected distance and the context.
