@@ -146,8 +146,7 @@ class _PatchCost:
 
     def lower_bound(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """The projected distance: a cheap lower bound on the exact one."""
-        low = self.src.low.index_select(0, pix) - self.tgt.low.index_select(0, qy * self.tgt.width + qx)
-        return low.square_().sum(1)
+        return _row_distances(self.src.low, pix, self.tgt.low, qy * self.tgt.width + qx)
 
     def __call__(self, pix: Tensor, qy: Tensor, qx: Tensor) -> Tensor:
         """Distance between source pixels ``pix`` (flat indices) and target pixels (qy, qx)."""
@@ -164,8 +163,27 @@ class _PatchCost:
             dot[s : s + step] = ga.mul_(gb).view(-1, self.k2 * channels).sum(1)
         dist = (a.norm[pix] + b.norm[q] - (2 / self.k2) * dot).clamp_min_(0)  # rounding can dip below zero
         if a.context is not None:
-            dist += (a.context.index_select(0, pix) - b.context.index_select(0, q)).square_().sum(1)
+            dist += _row_distances(a.context, pix, b.context, q)
         return dist
+
+
+def _row_distances(a: Tensor, rows_a: Tensor, b: Tensor, rows_b: Tensor) -> Tensor:
+    """Squared distances between the rows ``a[rows_a]`` and ``b[rows_b]``.
+
+    On a CPU, in chunks gathered into two reused buffers: gathering every row at once writes (and
+    first touches) arrays as large as the maps, several times slower than working in cache. A GPU
+    takes them in one go.
+    """
+    n, dims = rows_a.numel(), a.shape[1]
+    step = n if a.is_cuda else max(1, _CHUNK // dims)
+    out = a.new_empty(n)
+    buf_a, buf_b = a.new_empty(min(step, n), dims), b.new_empty(min(step, n), dims)
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        diff = torch.index_select(a, 0, rows_a[s:e], out=buf_a[: e - s])
+        diff.sub_(torch.index_select(b, 0, rows_b[s:e], out=buf_b[: e - s]))
+        torch.sum(diff.square_(), 1, out=out[s:e])
+    return out
 
 
 def _resampled_rows(x: Tensor, size: tuple[int, int]) -> Tensor:
