@@ -114,6 +114,19 @@ def test_context_adds_its_weighted_disagreement_to_the_distance(dims):
     torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3) + 0.7 * disagreement, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dims", [None, 4 * 9])
+def test_distances_are_the_same_when_gathered_in_many_small_chunks(dims, monkeypatch):
+    """Candidates are gathered a chunk at a time (cache-sized on a CPU): chunk edges and a last,
+    partial chunk change no distance."""
+    monkeypatch.setattr("colorizer.patchmatch._CHUNK", 360)  # 42 pixels: several chunks of 9-18 rows
+    a, b = unit_features(4, 6, 7, 0), unit_features(4, 5, 8, 1)
+    ca, cb = unit_features(3, 6, 7, 2), unit_features(3, 5, 8, 3)
+    nnf, dist = patchmatch(a, b, iterations=2, dims=dims, context=(ca, cb), context_weight=0.7,
+                           generator=torch.Generator().manual_seed(0))
+    disagreement = (ca - cb[:, nnf[0], nnf[1]]).square().sum(0).double()
+    torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3) + 0.7 * disagreement, atol=1e-5, rtol=0)
+
+
 def test_shared_projection_keeps_distances_when_it_keeps_every_axis():
     a, b = unit_features(6, 4, 5, 0), unit_features(6, 3, 7, 1)
     pa, pb = shared_projection(a, b, dims=6)
