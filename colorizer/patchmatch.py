@@ -175,7 +175,7 @@ def _row_distances(a: Tensor, rows_a: Tensor, b: Tensor, rows_b: Tensor) -> Tens
     takes them in one go.
     """
     n, dims = rows_a.numel(), a.shape[1]
-    step = n if a.is_cuda else max(1, _CHUNK // dims)
+    step = max(1, n) if a.is_cuda else max(1, _CHUNK // dims)
     out = a.new_empty(n)
     buf_a, buf_b = a.new_empty(min(step, n), dims), b.new_empty(min(step, n), dims)
     for s in range(0, n, step):
