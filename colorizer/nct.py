@@ -218,7 +218,8 @@ class NeuralColorTransfer:
             if progress is not None:
                 progress(step, len(config.levels), f"level {level} done")
         with timer("upsample"):
-            image = to_pil(_apply(state.coeffs, scene.source_full, scene.first, config.strength, config.strip_rows))
+            image = to_pil(_apply(state.coeffs, scene.source_full, scene.first, scene.gray, config.strength,
+                                  config.strip_rows))
         return TransferOutput(image=image, levels=levels, timings=dict(timer.seconds, total=timer.total()))
 
     def _prepare(self, src_img: Image.Image, refs: "_References", config: TransferConfig,
@@ -282,7 +283,15 @@ class NeuralColorTransfer:
         # 4. The local linear model, fitted to the guidance on the transferred channels only.
         with timer("model fit"):
             c = scene.first
-            source, guide = src_lab[c:], guide[c:]
+            # A gray source's chroma is regressed on its lightness, with no contrast of its own to keep
+            # (colorizer/local_linear.py): the detail term keeps only its floor.
+            if scene.gray:
+                source = src_lab[:1].expand(2, -1, -1).contiguous()
+                detail = torch.full_like(source, config.detail_delta**2)
+            else:
+                source = src_lab[c:]
+                detail = detail_weights(source, config.detail_delta)
+            guide = guide[c:]
             # Patch distances of unit ReLU features lie in [0, 2]: 1 - d / 2 is the mean cosine similarity,
             # less half the context's disagreement where a coarser field was refined.
             confidence = (1 - dist / 2).clamp_min(1e-6)
@@ -291,15 +300,15 @@ class NeuralColorTransfer:
             init = None if state.coeffs is None else _resize(state.coeffs, (h, w)).chunk(2)
             rho = scene.source_rgb[0].numel() / (h * w)
             a, b = fit_local_linear(
-                source, guide, confidence, edge, detail=detail_weights(source, config.detail_delta),
+                source, guide, confidence, edge, detail=detail,
                 lambda_detail=config.lambda_detail, lambda_nonlocal=config.lambda_nonlocal, neighbors=neighbors,
-                rho=rho, init=init,
+                rho=rho, init=init, slope_prior=0.0 if scene.gray else 1.0,
             )
             coeffs = torch.cat([a, b])
 
         # 5. Applied to the source at the working resolution: the next level's input.
         with timer("upsample"):
-            current = _apply(coeffs, scene.source_rgb, scene.first, 1.0, config.strip_rows)
+            current = _apply(coeffs, scene.source_rgb, scene.first, scene.gray, 1.0, config.strip_rows)
         return _State(current=current, fields=fields, coeffs=coeffs, evidence=evidence)
 
     def _features(self, rgb: Tensor, levels: Sequence[int]) -> dict[int, Tensor]:
@@ -354,10 +363,11 @@ def _select_reference(src_lab: Tensor, guides: Tensor, evidence: Tensor, costs: 
     return guide, costs.gather(0, label)[0]
 
 
-def _apply(coeffs: Tensor, rgb: Tensor, first: int, strength: float, strip_rows: int) -> Tensor:
+def _apply(coeffs: Tensor, rgb: Tensor, first: int, gray: bool, strength: float, strip_rows: int) -> Tensor:
     """Upsample the model's coefficients to ``rgb``'s size, guided by it, and recolour it.
 
-    ``coeffs`` holds a and b for Lab channels ``first``..2 (1: chroma only). ``strength`` blends
+    ``coeffs`` holds a and b for Lab channels ``first``..2 (1: chroma only); for a ``gray`` source
+    they apply to its lightness. ``strength`` blends
     the transformed channels from the source (0) to the full transfer (1). The colour conversions
     run in strips of rows so that a 12-megapixel image stays in cache instead of streaming through
     memory a dozen times; the guided filter is steered by RGB, so no full-size Lab image is held.
@@ -372,7 +382,8 @@ def _apply(coeffs: Tensor, rgb: Tensor, first: int, strength: float, strip_rows:
         rows = slice(r, r + strip_rows)
         lab = rgb_to_lab(rgb[:, rows]) / 100
         chans = lab[first:]
-        lab[first:] = torch.lerp(chans, a[:, rows] * chans + b[:, rows], strength)
+        regressor = lab[:1] if gray else chans
+        lab[first:] = torch.lerp(chans, a[:, rows] * regressor + b[:, rows], strength)
         out[:, rows] = lab_to_rgb(lab * 100)
     if not torch.isfinite(out).all():
         raise RuntimeError("the colour model produced non-finite values; try other options (e.g. smaller weights)")

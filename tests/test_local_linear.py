@@ -25,7 +25,7 @@ def small_problem(h: int = 5, w: int = 6, k: int = 3, seed: int = 0):
 
 
 def dense_reference(source, guidance, confidence, neighbors, *, lambda_local, lambda_nonlocal, lambda_detail, rho,
-                    alpha=CONSTANTS.wls_alpha, eps=CONSTANTS.wls_eps):
+                    slope_prior=1.0, alpha=CONSTANTS.wls_alpha, eps=CONSTANTS.wls_eps):
     """Least-squares rows of E written out term by term; unknowns ordered like stack([a, b]).flatten()."""
     c_count, h, w = source.shape
     n = h * w
@@ -50,7 +50,7 @@ def dense_reference(source, guidance, confidence, neighbors, *, lambda_local, la
     for c in range(c_count):
         for p in range(n):
             row({a(c, p): s[c, p].item(), b(c, p): 1.0}, rho * cf[p].item(), gd[c, p].item())
-            row({a(c, p): 1.0}, rho * lambda_detail * detail[c, p].item(), 1.0)
+            row({a(c, p): 1.0}, rho * lambda_detail * detail[c, p].item(), slope_prior)
             y, x = divmod(p, w)
             for dy, dx in ((0, 1), (1, 0)):  # each unordered 4-neighbour pair once
                 if y + dy < h and x + dx < w:
@@ -87,10 +87,11 @@ def total_energy(a, b, source, guidance, confidence, *, lambda_local=0.125, lamb
 
 @pytest.mark.parametrize("with_neighbors", [True, False])
 @pytest.mark.parametrize("channels", [3, 2])
-def test_matches_dense_least_squares_solution(with_neighbors, channels):
+@pytest.mark.parametrize("slope_prior", [1.0, 0.0])  # 0: a gray source's chroma regressed on its lightness
+def test_matches_dense_least_squares_solution(with_neighbors, channels, slope_prior):
     source, guidance, confidence, neighbors = small_problem()
     source, guidance = source[3 - channels:], guidance[3 - channels:]
-    weights = dict(lambda_local=0.125, lambda_nonlocal=2.0, lambda_detail=0.05, rho=4.0)
+    weights = dict(lambda_local=0.125, lambda_nonlocal=2.0, lambda_detail=0.05, rho=4.0, slope_prior=slope_prior)
     if not with_neighbors:
         neighbors = (neighbors[0][:, :0], neighbors[1][:, :0])
     a_ref, b_ref, e_ref = dense_reference(source, guidance, confidence, neighbors, **weights)
