@@ -286,10 +286,10 @@ class NeuralColorTransfer:
             # A gray source's chroma is regressed on its lightness, with no contrast of its own to keep
             # (colorizer/local_linear.py): the detail term keeps only its floor.
             if scene.gray:
-                source = src_lab[:1].expand(2, -1, -1).contiguous()
+                source, slope_prior = src_lab[:1].expand(2, -1, -1).contiguous(), 0.0
                 detail = torch.full_like(source, config.detail_delta**2)
             else:
-                source = src_lab[c:]
+                source, slope_prior = src_lab[c:], 1.0
                 detail = detail_weights(source, config.detail_delta)
             guide = guide[c:]
             # Patch distances of unit ReLU features lie in [0, 2]: 1 - d / 2 is the mean cosine similarity,
@@ -302,7 +302,7 @@ class NeuralColorTransfer:
             a, b = fit_local_linear(
                 source, guide, confidence, edge, detail=detail,
                 lambda_detail=config.lambda_detail, lambda_nonlocal=config.lambda_nonlocal, neighbors=neighbors,
-                rho=rho, init=init, slope_prior=0.0 if scene.gray else 1.0,
+                rho=rho, init=init, slope_prior=slope_prior,
             )
             coeffs = torch.cat([a, b])
 
