@@ -80,19 +80,24 @@ def _bilinear_taps(n_in: int, n_out: int) -> tuple[Tensor, Tensor]:
     return i0, pos - i0
 
 
-def guided_upsample(guide: Tensor, src: Tensor, radius: int, eps: float, chunk_pixels: int = 1 << 16) -> Tensor:
+def guided_upsample(guide: Tensor, src: Tensor, radius: int, eps: float, chunk_pixels: int | None = 1 << 16) -> Tensor:
     """Fast guided upsampling of a low-res map src [K, h, w] to the resolution of guide [Cg, H, W].
 
     The coefficients are fitted against the area-downsampled guide (radius in low-res pixels),
-    upsampled bilinearly and applied to the full-resolution guide. The full-resolution pass goes
-    through bands of output rows that share the same two low-res source rows (at most
-    `chunk_pixels` pixels each): the vertical interpolation is then a broadcast, not a gather,
-    and memory stays at about the size of the output.
+    upsampled bilinearly and applied to the full-resolution guide. A large output goes through
+    bands of output rows that share the same two low-res source rows (at most `chunk_pixels`
+    pixels each): the vertical interpolation is then a broadcast, not a gather, and memory stays
+    at about the size of the output. An output at most twice the low-res size per side (bands of
+    one or two rows, where a band's overhead outweighs its work) or ``chunk_pixels=None`` is
+    upsampled in one go.
     """
     (cg, height, width), (k, h, w) = guide.shape, src.shape
     guide_lo = F.interpolate(guide[None], size=(h, w), mode="area")[0]
     a, b = _linear_coefficients(guide_lo, src, radius, eps)
     coef = torch.cat([a.reshape(cg * k, h, w), b]).to(guide.dtype)
+    if chunk_pixels is None or height * width <= 4 * h * w:
+        up = F.interpolate(coef[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        return torch.einsum("ikhw,ihw->khw", up[:cg * k].reshape(cg, k, height, width), guide) + up[cg * k:]
     i0, t = _bilinear_taps(h, height)
     t = t.to(guide)[:, None]
     band_starts = (torch.nonzero(i0[1:] != i0[:-1]).flatten() + 1).tolist()

@@ -302,13 +302,14 @@ class NeuralColorTransfer:
             a, b = fit_local_linear(
                 source, guide, confidence, edge, detail=detail,
                 lambda_detail=config.lambda_detail, lambda_nonlocal=config.lambda_nonlocal, neighbors=neighbors,
-                rho=rho, init=init, slope_prior=slope_prior,
+                rho=rho, init=init, slope_prior=slope_prior, tol=config.solver_tolerance,
             )
             coeffs = torch.cat([a, b])
 
         # 5. Applied to the source at the working resolution: the next level's input.
         with timer("upsample"):
-            current = _apply(coeffs, scene.source_rgb, scene.first, scene.gray, 1.0, config.strip_rows)
+            current = _apply(coeffs, scene.source_rgb, scene.first, scene.gray, 1.0, config.strip_rows,
+                             scene.source_lab)
         return _State(current=current, fields=fields, coeffs=coeffs, evidence=evidence)
 
     def _features(self, rgb: Tensor, levels: Sequence[int]) -> dict[int, Tensor]:
@@ -363,28 +364,35 @@ def _select_reference(src_lab: Tensor, guides: Tensor, evidence: Tensor, costs: 
     return guide, costs.gather(0, label)[0]
 
 
-def _apply(coeffs: Tensor, rgb: Tensor, first: int, gray: bool, strength: float, strip_rows: int) -> Tensor:
+def _apply(coeffs: Tensor, rgb: Tensor, first: int, gray: bool, strength: float, strip_rows: int,
+           lab: Tensor | None = None) -> Tensor:
     """Upsample the model's coefficients to ``rgb``'s size, guided by it, and recolour it.
 
     ``coeffs`` holds a and b for Lab channels ``first``..2 (1: chroma only); for a ``gray`` source
     they apply to its lightness. ``strength`` blends
-    the transformed channels from the source (0) to the full transfer (1). The colour conversions
+    the transformed channels from the source (0) to the full transfer (1). ``lab``: ``rgb``'s
+    normalised Lab where it is known already (the working-size source). The colour conversions
     run in strips of rows so that a 12-megapixel image stays in cache instead of streaming through
     memory a dozen times; the guided filter is steered by RGB, so no full-size Lab image is held.
     (The official implementation smooths bilinearly upsampled coefficients with a WLS solve at full
     resolution instead; the guided filter is the fast edge-aware stand-in for it.)
     """
-    if coeffs.shape[-2:] != rgb.shape[-2:]:
-        coeffs = guided_upsample(rgb, coeffs, radius=max(1, coeffs.shape[-1] // 64), eps=1e-4)
+    (h, w), (height, width) = coeffs.shape[-2:], rgb.shape[-2:]
+    if height <= h and width <= w and (height, width) != (h, w):
+        # Matching ran finer than the image itself (a small source at a large working size): a
+        # pixel's model is the mean of the finer cells it covers.
+        coeffs = F.interpolate(coeffs[None], size=(height, width), mode="area")[0]
+    elif (height, width) != (h, w):
+        coeffs = guided_upsample(rgb, coeffs, radius=max(1, w // 64), eps=1e-4)
     a, b = coeffs.chunk(2)
     out = torch.empty_like(rgb)
     for r in range(0, rgb.shape[-2], strip_rows):
         rows = slice(r, r + strip_rows)
-        lab = rgb_to_lab(rgb[:, rows]) / 100
-        chans = lab[first:]
-        regressor = lab[:1] if gray else chans
-        lab[first:] = torch.lerp(chans, a[:, rows] * regressor + b[:, rows], strength)
-        out[:, rows] = lab_to_rgb(lab * 100)
+        strip = rgb_to_lab(rgb[:, rows]) / 100 if lab is None else lab[:, rows].clone()
+        chans = strip[first:]
+        regressor = strip[:1] if gray else chans
+        strip[first:] = torch.lerp(chans, a[:, rows] * regressor + b[:, rows], strength)
+        out[:, rows] = lab_to_rgb(strip * 100)
     if not torch.isfinite(out).all():
         raise RuntimeError("the colour model produced non-finite values; try other options (e.g. smaller weights)")
     return out

@@ -53,9 +53,10 @@ def _spread_bits(v: Tensor) -> Tensor:
 def _zorder_knn(colors: Tensor, labels: Tensor, k: int, window: int, shift: float) -> tuple[Tensor, Tensor]:
     """k nearest among the `window` pixels before and after each pixel in one shifted Z-order.
 
-    colors [3, N], labels [N]. Returns squared distances and indices [k, N] (inf and -1 where
+    colors [3, N], labels [N]. Returns squared distances and indices [N, k] (inf and -1 where
     fewer than k candidates of the same cluster exist). Distances are computed on the sorted
-    arrays, where the candidates at a fixed offset are a shifted slice, not a gather.
+    arrays, where the candidates at a fixed offset are a shifted slice, not a gather. The
+    results are laid out a pixel per row, so that reordering them moves whole rows.
     """
     n = colors.shape[1]
     lo = colors.min(1, keepdim=True).values
@@ -70,13 +71,13 @@ def _zorder_knn(colors: Tensor, labels: Tensor, k: int, window: int, shift: floa
         dist = (xs[:, o:] - xs[:, :-o]).square().sum(0).masked_fill(ls[o:] != ls[:-o], float("inf"))
         d2[window + o - 1, :-o] = dist  # neighbour at +o
         d2[window - o, o:] = dist  # the same pairs seen from the other end, at -o
-    d2, row = d2.topk(k, dim=0, largest=False, sorted=False)
+    d2, col = d2.t().topk(k, dim=1, largest=False, sorted=False)
     offset = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(colors.device)
-    pos = (offset[row] + torch.arange(n, device=colors.device)).clamp(0, n - 1)
+    pos = (offset[col] + torch.arange(n, device=colors.device)[:, None]).clamp(0, n - 1)
     index = torch.where(torch.isinf(d2), -1, order[pos]).int()  # int32 halves the cost of deduplication
     # Back from sorted positions to pixels.
     rank = torch.empty_like(order).index_put_((order,), torch.arange(n, device=colors.device))
-    return d2.index_select(1, rank), index.index_select(1, rank)
+    return d2.index_select(0, rank), index.index_select(0, rank)
 
 
 def feature_clusters(features: Tensor, clusters: int = 10, *, iters: int = 10,
@@ -117,18 +118,18 @@ def nonlocal_neighbors(clusters: Tensor, colors: Tensor, *, k: int = 8, sigma: f
 
     pix = colors.reshape(3, -1)
     found = [_zorder_knn(pix, labels, k, window, j / shifts) for j in range(shifts)]
-    d2 = torch.cat([d for d, _ in found])
-    index = torch.cat([i for _, i in found])
+    d2 = torch.cat([d for d, _ in found], dim=1)
+    index = torch.cat([i for _, i in found], dim=1)
     # A pixel found by several curves must count once: drop it from all lists but the first.
     for j in range(1, shifts):
-        current = index[j * k:(j + 1) * k]
+        current = index[:, j * k:(j + 1) * k]
         repeat = torch.zeros_like(current, dtype=torch.bool)
-        for earlier in index[:j * k]:
-            repeat |= current == earlier
-        d2[j * k:(j + 1) * k].masked_fill_(repeat, float("inf"))
-    d2, slot = d2.topk(k, dim=0, largest=False, sorted=False)
-    index = index.gather(0, slot)
+        for e in range(j * k):
+            repeat |= current == index[:, e:e + 1]
+        d2[:, j * k:(j + 1) * k].masked_fill_(repeat, float("inf"))
+    d2, slot = d2.topk(k, dim=1, largest=False, sorted=False)
+    index = index.gather(1, slot)
     empty = torch.isinf(d2)
-    index = torch.where(empty, torch.arange(pix.shape[1], device=pix.device), index.long())
+    index = torch.where(empty, torch.arange(pix.shape[1], device=pix.device)[:, None], index.long())
     weight = torch.exp(-d2 / (2 * sigma**2)).masked_fill(empty, 0.0)
-    return index.t().contiguous(), weight.t().contiguous()
+    return index, weight

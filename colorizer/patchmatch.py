@@ -346,7 +346,7 @@ def brute_force_nnf(source: Tensor, target: Tensor, *, patch_size: int = 3) -> t
 
     Memory is ``patch_size**2`` times the feature maps; meant for small maps and baselines.
     """
-    best, sq_dist, _ = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size), both=False)
+    best, sq_dist = _nearest_rows(_patch_rows(source, patch_size), _patch_rows(target, patch_size))
     return _as_field(best, target.shape[-1], source.shape[1:]), _as_distance(sq_dist, patch_size, source.shape[1:])
 
 
@@ -354,36 +354,55 @@ def exact_bidirectional(source: Tensor, target: Tensor, *, patch_size: int = 3) 
     """Both exact NNFs, source->target and target->source, from one pass over all patch pairs.
 
     Each entry of the distance matrix serves both directions: its row minimum for one, its column
-    minimum for the other. Returns (nnf_st, nnf_ts, distance of nnf_st), as :func:`bidirectional_patchmatch`.
+    minimum for the other. Two patches' inner product is the sum of their cells' inner products at
+    the same offsets, a diagonal of the cells' similarity matrix: so the matrix product is taken
+    over cells (C numbers each), not patches (C * patch_size**2), and the patch_size**2 diagonals
+    are added. Returns (nnf_st, nnf_ts, distance of nnf_st), as :func:`bidirectional_patchmatch`.
     """
-    a, b = _patch_rows(source, patch_size), _patch_rows(target, patch_size)
-    best_st, sq_dist, best_ts = _nearest_rows(a, b, both=True)
+    r, p = patch_size // 2, patch_size
     (_, h, w), (_, ht, wt) = source.shape, target.shape
+    cells_s, cells_t = _replicate_pad(source, r), _replicate_pad(target, r)  # clamped patches, as _patch_rows
+    norm_s, norm_t = (_patch_sums(x.square().sum(0), p) for x in (cells_s, cells_t))
+    flat_t = cells_t.flatten(1)
+    best_st = torch.empty(h * w, dtype=torch.long, device=source.device)
+    sq_dist = torch.empty(h * w, dtype=source.dtype, device=source.device)
+    best_ts = torch.zeros(ht * wt, dtype=torch.long, device=source.device)
+    best_ts_dist = torch.full((ht * wt,), float("inf"), dtype=source.dtype, device=source.device)
+    rows = max(1, _MATMUL_CHUNK // ((w + 2 * r) * flat_t.shape[1]) - 2 * r)  # source rows per chunk
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        sim = (cells_s[:, y0:y1 + 2 * r].flatten(1).T @ flat_t).view(y1 - y0 + 2 * r, w + 2 * r, ht + 2 * r, wt + 2 * r)
+        d = norm_s[y0:y1, :, None, None] + norm_t
+        for dy in range(p):
+            for dx in range(p):
+                d.sub_(sim[dy:dy + y1 - y0, dx:dx + w, dy:dy + ht, dx:dx + wt], alpha=2)
+        d = d.view((y1 - y0) * w, ht * wt)
+        row = d.min(1)
+        best_st[y0 * w:y1 * w], sq_dist[y0 * w:y1 * w] = row.indices, row.values
+        col = d.min(0)
+        better = col.values < best_ts_dist
+        best_ts_dist = torch.where(better, col.values, best_ts_dist)
+        best_ts = torch.where(better, col.indices + y0 * w, best_ts)
     return _as_field(best_st, wt, (h, w)), _as_field(best_ts, w, (ht, wt)), _as_distance(sq_dist, patch_size, (h, w))
 
 
-def _nearest_rows(a: Tensor, b: Tensor, both: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """For each row of ``a``, the index of its nearest row of ``b`` and the squared distance to it;
-    with ``both``, also the index of each row of ``b``'s nearest row of ``a``."""
+def _patch_sums(x: Tensor, patch_size: int) -> Tensor:
+    """Sums of x [H + 2r, W + 2r] (padded) over every patch_size x patch_size window: [H, W]."""
+    return F.avg_pool2d(x[None, None], patch_size, stride=1)[0, 0] * patch_size**2
+
+
+def _nearest_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """For each row of ``a``, the index of its nearest row of ``b`` and the squared distance to it."""
     a_norm, b_norm = a.square().sum(1), b.square().sum(1)
-    best_ab = torch.empty(a.shape[0], dtype=torch.long, device=a.device)
+    best = torch.empty(a.shape[0], dtype=torch.long, device=a.device)
     sq_dist = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
-    if both:
-        best_ba = torch.zeros(b.shape[0], dtype=torch.long, device=a.device)
-        best_ba_dist = torch.full((b.shape[0],), float("inf"), dtype=a.dtype, device=a.device)
     step = max(1, _MATMUL_CHUNK // b.shape[0])
     for s in range(0, a.shape[0], step):
-        # |a|^2 is constant per row, so the row minimum does without it; the column minimum does not
-        d = torch.addmm(b_norm, a[s : s + step], b.T, alpha=-2)
-        row = d.min(1)
-        best_ab[s : s + step] = row.indices
+        # |a|^2 is constant per row: the row minimum does without it
+        row = torch.addmm(b_norm, a[s : s + step], b.T, alpha=-2).min(1)
+        best[s : s + step] = row.indices
         sq_dist[s : s + step] = row.values + a_norm[s : s + step]
-        if both:
-            col = d.add_(a_norm[s : s + step, None]).min(0)
-            better = col.values < best_ba_dist
-            best_ba_dist = torch.where(better, col.values, best_ba_dist)
-            best_ba = torch.where(better, col.indices + s, best_ba)
-    return best_ab, sq_dist, best_ba if both else None
+    return best, sq_dist
 
 
 def _as_field(best: Tensor, target_width: int, size: tuple[int, int]) -> Tensor:
