@@ -51,7 +51,10 @@ def test_brute_force_is_exhaustive_minimum():
     torch.testing.assert_close(dist.double(), every.amin(0), atol=1e-5, rtol=0)
 
 
-def test_exact_fields_both_ways_from_one_pass():
+@pytest.mark.parametrize("chunk", [None, 1])  # one product, or one source row at a time
+def test_exact_fields_both_ways_from_one_pass(chunk, monkeypatch):
+    if chunk is not None:
+        monkeypatch.setattr("colorizer.patchmatch._MATMUL_CHUNK", chunk)
     a, b = unit_features(8, 7, 9, 11), unit_features(8, 6, 10, 12)
     st, ts, dist = exact_bidirectional(a, b)
     forward, forward_dist = brute_force_nnf(a, b)
