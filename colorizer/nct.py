@@ -381,12 +381,13 @@ def _apply(coeffs: Tensor, rgb: Tensor, first: int, gray: bool, strength: float,
     resolution instead; the guided filter is the fast edge-aware stand-in for it.)
     """
     (h, w), (height, width) = coeffs.shape[-2:], rgb.shape[-2:]
-    if height <= h and width <= w and (height, width) != (h, w):
-        # Matching ran finer than the image itself (a small source at a large working size): a
-        # pixel's model is the mean of the finer cells it covers.
-        coeffs = F.interpolate(coeffs[None], size=(height, width), mode="area")[0]
-    elif (height, width) != (h, w):
-        coeffs = guided_upsample(rgb, coeffs, radius=max(1, w // 64), eps=1e-4)
+    if (height, width) != (h, w):
+        if height <= h and width <= w:
+            # Matching ran finer than the image itself (a small source at a large working size): a
+            # pixel's model is the mean of the finer cells it covers.
+            coeffs = F.interpolate(coeffs[None], size=(height, width), mode="area")[0]
+        else:
+            coeffs = guided_upsample(rgb, coeffs, radius=max(1, w // 64), eps=1e-4)
     a, b = coeffs.chunk(2)
     out = torch.empty_like(rgb)
     for r in range(0, rgb.shape[-2], strip_rows):

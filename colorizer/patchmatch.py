@@ -89,13 +89,12 @@ def _exact_side(x: Tensor, r: int, low: Tensor) -> _Side:
     (_, h, w), dev = x.shape, x.device
     d = torch.arange(-r, r + 1, device=dev)
     ys, xs = torch.arange(h, device=dev)[:, None], torch.arange(w, device=dev)
-    sq = _replicate_pad(x.square().sum(0, keepdim=True), r)
     return _Side(
         width=w, low=low,
         rows=_replicate_pad(x, r).flatten(1).T.contiguous(),  # a gathered row is one feature vector
         offsets=(d[:, None] * (w + 2 * r) + d).flatten(),
         centre=((ys + r) * (w + 2 * r) + xs + r).flatten(),
-        norm=F.avg_pool2d(sq[None], 2 * r + 1, stride=1)[0, 0].flatten(),
+        norm=_patch_norms(x, r).flatten(),
     )
 
 
@@ -366,7 +365,7 @@ def exact_bidirectional(source: Tensor, target: Tensor, *, patch_size: int = 3) 
     r, p = patch_size // 2, patch_size
     (_, h, w), (_, ht, wt) = source.shape, target.shape
     cells_s, cells_t = _replicate_pad(source, r), _replicate_pad(target, r)  # clamped patches, as _patch_rows
-    norm_s, norm_t = (_patch_sums(x.square().sum(0), p) for x in (cells_s, cells_t))
+    norm_s, norm_t = (_patch_norms(x, r) * p**2 for x in (source, target))  # sums over the patch's cells
     flat_t = cells_t.flatten(1)
     best_st = torch.empty(h * w, dtype=torch.long, device=source.device)
     sq_dist = torch.empty(h * w, dtype=source.dtype, device=source.device)
@@ -390,9 +389,9 @@ def exact_bidirectional(source: Tensor, target: Tensor, *, patch_size: int = 3) 
     return _as_field(best_st, wt, (h, w)), _as_field(best_ts, w, (ht, wt)), _as_distance(sq_dist, patch_size, (h, w))
 
 
-def _patch_sums(x: Tensor, patch_size: int) -> Tensor:
-    """Sums of x [H + 2r, W + 2r] (padded) over every patch_size x patch_size window: [H, W]."""
-    return F.avg_pool2d(x[None, None], patch_size, stride=1)[0, 0] * patch_size**2
+def _patch_norms(x: Tensor, r: int) -> Tensor:
+    """Mean squared norm of the cells of every clamped (2r+1)^2 patch of x [C, H, W]: [H, W]."""
+    return F.avg_pool2d(_replicate_pad(x.square().sum(0, keepdim=True), r)[None], 2 * r + 1, stride=1)[0, 0]
 
 
 def _nearest_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
