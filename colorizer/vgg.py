@@ -66,7 +66,7 @@ class VGGFeatures(nn.Module):
             if k > 1:
                 x = F.max_pool2d(x, 2)
             for j, conv in enumerate(block):
-                x = F.relu(conv(x))
+                x = conv(x).relu_()  # in place: a fresh map per layer cost a tenth of the pass
                 if j == 0 and k in levels:
                     out[k] = x
                     if k == last:  # stop at relu{last}_1: the rest of its block is never used

@@ -42,7 +42,7 @@ def test_identity_fields_return_the_image():
     assert torch.equal(warp(image, identity(7, 9)), image)
 
 
-@pytest.mark.parametrize("patch_size", [1, 3])
+@pytest.mark.parametrize("patch_size", [1, 3, 5])
 def test_matches_naive_voting(patch_size):
     image = torch.rand(2, 3, 6, generator=torch.Generator().manual_seed(0))
     nnf_st, nnf_ts = random_field(4, 5, 3, 6, 0), random_field(3, 6, 4, 5, 1)
