@@ -57,15 +57,17 @@ class TransferConfig:
     #: PatchMatch iterations per level: the first level starts from random fields (where it is too
     #: large for ``exact_pairs``), finer levels refine the upsampled coarser ones. Propagation
     #: jumps (jump flooding), so few iterations suffice: with jumps, 5 at L5 match what 6 gave
-    #: with one-cell steps (tests/test_patchmatch.py). L4 once took 2, when L5's fields came from
-    #: PatchMatch; refining L5's exact fields, 1 moved every case of 10 real pairs and 15 photo cases
-    #: by at most 0.05 mean CIEDE2000 (regrade 10.22 -> 10.16, regrade-self 3.53 -> 3.57) and halves
-    #: L4's matching.
+    #: with one-cell steps (tests/test_patchmatch.py). One iteration refines L5's exact fields at L4:
+    #: against 2, every case of 10 real pairs and 15 photo cases moved by at most 0.05 mean CIEDE2000
+    #: (regrade 10.22 -> 10.16, regrade-self 3.53 -> 3.57), and L4's matching takes half as long.
     iterations: tuple[tuple[int, int], ...] = ((5, 5), (4, 1), (3, 1), (2, 1), (1, 1))
-    #: The first level has no fields to start from. When its two maps' cells multiply to at most
-    #: this many pairs (up to L5 of a 1024 working size: 48x64 cells a side), both fields are found
-    #: exactly from one matrix product: faster there than PatchMatch from random fields, and exact.
-    exact_pairs: int = 1 << 24
+    #: The first level has no fields to start from. Where it compares whole patches (not
+    #: ``search_dims``) and its two maps' cells multiply to at most this many pairs (up to L5 of a
+    #: 2048 working size: 96x128 cells a side, 2.3 s on a 2-core CPU), both fields are found
+    #: exactly from one matrix product: faster than PatchMatch from random fields, and exact. At a
+    #: 1600 working size PatchMatch took 7.5 s there and missed the best match on half the cells;
+    #: the product took 0.8 s.
+    exact_pairs: int = 1 << 27
     #: Longest propagation jump per level once a coarser field exists, in cells (Deep Image
     #: Analogy's 8, 4, 2, 1); from L5's random start jumps span the whole map. The upsampled field
     #: is already close where the maps are coarse (L4) and where they are finest (L1), and each

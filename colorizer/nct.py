@@ -328,7 +328,9 @@ class NeuralColorTransfer:
         ``context`` (deep features of source and reference) steers the refinement of a coarser field.
         """
         size_s, size_r = tuple(feat_s.shape[-2:]), tuple(feat_r.shape[-2:])
-        if previous is None and size_s[0] * size_s[1] * size_r[0] * size_r[1] <= config.exact_pairs:
+        dims = config.search_dims_at(level)
+        # Where whole patches are compared, the first level's fields are found exactly in one product.
+        if previous is None and dims is None and size_s[0] * size_s[1] * size_r[0] * size_r[1] <= config.exact_pairs:
             return exact_bidirectional(feat_s, feat_r)
         if previous is None:
             init_st = init_ts = radius = jump = None
@@ -337,7 +339,7 @@ class NeuralColorTransfer:
             init_ts = upsample_nnf(previous[1], size_r, size_s)
             radius, jump = config.refine_radius, config.refine_jump_at(level)
         return bidirectional_patchmatch(
-            feat_s, feat_r, init_st, init_ts, dims=config.search_dims_at(level),
+            feat_s, feat_r, init_st, init_ts, dims=dims,
             context=None if previous is None else context, context_weight=config.context_weight,
             iterations=config.iterations_at(level), search_radius=radius, max_jump=jump, generator=gen,
         )
