@@ -41,7 +41,7 @@ Per pixel p and channel c the output is T_c(p) = a_c(p) S_c(p) + b_c(p), and (a,
 
 E is quadratic and separable over channels: the normal equations of all channels are solved side
 by side by one matrix-free conjugate gradient with per-channel step sizes, preconditioned by a
-multigrid V-cycle (:mod:`colorizer.multigrid`).
+multigrid V-cycle (:mod:`colorizer.multigrid`); a channel leaves the iteration once it converges.
 """
 
 import logging
@@ -128,6 +128,42 @@ def energy(a: Tensor, b: Tensor, source: Tensor, guidance: Tensor, confidence: T
     return e
 
 
+class _NormalEquations:
+    """Hessian / 2 of E as an operator on x = (a, b) [2, C, H, W], with its preconditioner.
+
+    ``fit`` [C, H, W] weighs |T - .|^2 per pixel (the data term, plus the non-local term's diagonal);
+    ``adjacency`` (scaled by ``nonlocal_scale``) holds the non-local term's links; ``prior`` [C, H, W]
+    weighs the detail term.
+    """
+
+    def __init__(self, source: Tensor, fit: Tensor, prior: Tensor, edge: Tensor, adjacency: Tensor | None,
+                 nonlocal_scale: float, precondition: BlockMultigrid | None = None) -> None:
+        self.source, self.fit, self.prior, self.edge = source, fit, prior, edge
+        self.adjacency, self.nonlocal_scale = adjacency, nonlocal_scale
+        self.local_degree = edge.sum(0)
+        # The local part of the Hessian (per-pixel 2x2 blocks in (a, b) plus the WLS Laplacian) is
+        # what makes the system stiff; a multigrid V-cycle on it preconditions the whole.
+        self.precondition = precondition or BlockMultigrid(fit * source.square() + prior, fit * source, fit,
+                                                           edge[0], edge[1])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        a, b = x
+        t = torch.addcmul(b, a, self.source)
+        data = self.fit * t
+        if self.adjacency is not None:
+            nl = (self.adjacency @ t.reshape(t.shape[0], -1).t()).t().reshape(t.shape)
+            data.sub_(nl, alpha=self.nonlocal_scale)
+        out = grid_laplacian(x, self.edge, self.local_degree)
+        out[0].addcmul_(self.source, data).addcmul_(self.prior, a)
+        out[1].add_(data)
+        return out
+
+    def channels(self, keep: Tensor) -> "_NormalEquations":
+        """The equations of the channels ``keep`` alone (channels do not interact)."""
+        return _NormalEquations(self.source[keep], self.fit[keep], self.prior[keep], self.edge, self.adjacency,
+                                self.nonlocal_scale, self.precondition.channels(keep))
+
+
 def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge: Tensor, *,
                      detail: Tensor, lambda_detail: float, lambda_nonlocal: float = 2.0,
                      neighbors: tuple[Tensor, Tensor] | None = None, rho: float = 1.0,
@@ -141,32 +177,15 @@ def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge:
     slope the detail term pulls toward (module docstring). Iterates from init
     (default a = a_0, b = the offset of the local means) until, in every channel, the preconditioned residual norm
     sqrt(r^T M^-1 r) is below tol times that of the right-hand side, or for max_iter iterations.
+    A channel stops iterating as soon as it meets tol: the channels' systems are independent.
     """
-    channels = source.shape[0]
     conf = rho * confidence.expand_as(source)
     prior = rho * lambda_detail * detail
-    local_degree = edge.sum(0)
-    fit = conf
+    fit, adjacency = conf, None
     if neighbors is not None:
         adjacency, nl_degree = _nonlocal_graph(neighbors[0], neighbors[1].to(source.dtype))
         fit = conf + rho * lambda_nonlocal * nl_degree.reshape(source.shape[1:])
-
-    def apply(x: Tensor) -> Tensor:
-        """Hessian / 2 of E times x = (a, b) [2, C, H, W]."""
-        a, b = x
-        t = torch.addcmul(b, a, source)
-        data = fit * t
-        if neighbors is not None:
-            nl = (adjacency @ t.reshape(channels, -1).t()).t().reshape(t.shape)
-            data.sub_(nl, alpha=rho * lambda_nonlocal)
-        out = grid_laplacian(x, edge, local_degree)
-        out[0].addcmul_(source, data).addcmul_(prior, a)
-        out[1].add_(data)
-        return out
-
-    # The local part of the Hessian (per-pixel 2x2 blocks in (a, b) plus the WLS Laplacian) is what
-    # makes the system stiff; a multigrid V-cycle on it preconditions the whole.
-    precondition = BlockMultigrid(fit * source.square() + prior, fit * source, fit, edge[0], edge[1])
+    hessian = _NormalEquations(source, fit, prior, edge, adjacency, rho * lambda_nonlocal)
 
     def dot(u: Tensor, v: Tensor) -> Tensor:
         """Per-channel inner products, shaped [C, 1, 1] to scale [2, C, H, W] tensors."""
@@ -174,24 +193,39 @@ def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge:
 
     tiny = torch.finfo(source.dtype).tiny
     rhs = torch.stack([source * conf * guidance + slope_prior * prior, conf * guidance])
-    scale = dot(rhs, precondition(rhs))
+    scale = dot(rhs, hessian.precondition(rhs))
     if init is None:
         init = (torch.full_like(source, slope_prior), box_filter(guidance, 1) - slope_prior * box_filter(source, 1))
-    x = torch.stack(init).to(source)
-    r = rhs - apply(x)
-    d = precondition(r)
+    solution = torch.stack(init).to(source)
+    x = solution.clone()
+    r = rhs - hessian(x)
+    d = hessian.precondition(r)
     rz = dot(r, d)
+    active = torch.arange(source.shape[0], device=source.device)  # channels still iterating
+    stopped = [max_iter] * source.shape[0]
     it = 0
-    while it < max_iter and not bool((rz <= tol**2 * scale).all()):
-        ad = apply(d)
+    while it < max_iter:
+        done = (rz <= tol**2 * scale).flatten()
+        if bool(done.any()):
+            solution[:, active[done]] = x[:, done]
+            for c in active[done].tolist():
+                stopped[c] = it
+            if bool(done.all()):
+                break
+            # Converged channels leave the iteration: the later iterations cost only what is left.
+            keep = (~done).nonzero().flatten()
+            x, r, d, rz, scale, active = x[:, keep], r[:, keep], d[:, keep], rz[keep], scale[keep], active[keep]
+            hessian = hessian.channels(keep)
+        ad = hessian(d)
         alpha = rz / dot(d, ad).clamp(min=tiny)  # 0 for channels that converged exactly (d = 0)
         x.addcmul_(d, alpha)
         r.addcmul_(ad, alpha, value=-1)
-        z = precondition(r)
+        z = hessian.precondition(r)
         rz_new = dot(r, z)
         d = torch.addcmul(z, d, rz_new / rz.clamp(min=tiny))
         rz = rz_new
         it += 1
-    log.debug("fit_local_linear: %d PCG iterations at %dx%d, relative residual %s", it, *source.shape[1:],
-              (rz / scale).sqrt().flatten().tolist())
-    return x[0], x[1]
+    else:
+        solution[:, active] = x
+    log.debug("fit_local_linear: %d PCG iterations at %dx%d (per channel: %s)", it, *source.shape[1:], stopped)
+    return solution[0], solution[1]

@@ -15,6 +15,8 @@ grid stores only blocks and link weights, and the same two functions serve all o
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -59,6 +61,8 @@ def _subtract_links(out: Tensor, x: Tensor, edge: Tensor) -> Tensor:
 class _Grid:
     """One grid of the hierarchy: A x = blocks x + Laplacian x, and the inverse of its block diagonal."""
 
+    _PER_CHANNEL = ("d_aa", "d_ab", "d_bb", "aa", "bb", "inv_aa", "inv_ab", "inv_bb")
+
     def __init__(self, d_aa: Tensor, d_ab: Tensor, d_bb: Tensor, wx: Tensor, wy: Tensor) -> None:
         self.d_aa, self.d_ab, self.d_bb, self.wx, self.wy = d_aa, d_ab, d_bb, wx, wy
         self.edge = edges_from_links(wx, wy)
@@ -66,6 +70,13 @@ class _Grid:
         self.aa, self.bb = d_aa + degree, d_bb + degree  # the block diagonal of A
         det = (self.aa * self.bb - d_ab.square()).clamp_min(torch.finfo(d_aa.dtype).tiny)
         self.inv_aa, self.inv_ab, self.inv_bb = self.bb / det, -d_ab / det, self.aa / det
+
+    def channels(self, keep: Tensor) -> "_Grid":
+        """The same grid restricted to the channels ``keep`` (the links are shared by all channels)."""
+        grid = copy.copy(self)
+        for name in self._PER_CHANNEL:
+            setattr(grid, name, getattr(self, name)[keep])
+        return grid
 
     def apply(self, x: Tensor) -> Tensor:
         return _subtract_links(_block_product(self.aa, self.d_ab, self.bb, x), x, self.edge)
@@ -127,6 +138,12 @@ class BlockMultigrid:
 
     def __call__(self, r: Tensor) -> Tensor:
         return self._cycle(r, 0)
+
+    def channels(self, keep: Tensor) -> "BlockMultigrid":
+        """The V-cycle of the channels ``keep`` alone: residuals [2, len(keep), H, W]."""
+        cycle = copy.copy(self)
+        cycle.grids = [grid.channels(keep) for grid in self.grids]
+        return cycle
 
     def _cycle(self, r: Tensor, depth: int) -> Tensor:
         grid = self.grids[depth]

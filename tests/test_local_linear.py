@@ -140,6 +140,22 @@ def test_warm_start_from_the_solution_stops_immediately(caplog):
     torch.testing.assert_close(again, exact)
 
 
+def test_each_channel_stops_at_its_own_tolerance(caplog):
+    """Channels are independent systems: fitted together, each ends where it ends when fitted alone."""
+    source, guidance, confidence, neighbors = small_problem(16, 20, k=4, seed=5)
+    guidance[0] = 2 * source[0] + 0.1  # an easy channel, which converges first
+    edge, detail = _terms(source, 0.125)
+    options = dict(lambda_detail=0.05, neighbors=neighbors, tol=1e-3)
+    with caplog.at_level(logging.DEBUG, logger="colorizer.local_linear"):
+        a, b = fit_local_linear(source, guidance, confidence, edge, detail=detail, **options)
+    stopped = caplog.text.split("per channel: ")[1].split(")")[0]
+    assert len(set(stopped.strip("[]").split(", "))) > 1, stopped
+    for c in range(3):
+        alone = fit_local_linear(source[c:c + 1], guidance[c:c + 1], confidence, edge, detail=detail[c:c + 1],
+                                 **options)
+        torch.testing.assert_close((a[c:c + 1], b[c:c + 1]), alone, atol=1e-12, rtol=0)
+
+
 def test_float32_with_real_neighbours_is_close_to_converged_float64():
     g = torch.Generator().manual_seed(3)
     source = torch.rand(3, 40, 48, generator=g)

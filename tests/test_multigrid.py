@@ -73,3 +73,10 @@ def test_pads_odd_grids_down_to_the_coarsest():
     assert sizes[0] == (37, 23) and min(sizes[-1]) <= 4
     r = F.pad(torch.ones(2, 1, 35, 21, dtype=torch.float64), (1, 1, 1, 1))
     assert torch.isfinite(m(r)).all()
+
+
+def test_v_cycle_of_some_channels_is_the_v_cycle_restricted_to_them():
+    m = BlockMultigrid(*random_system(13, 11, channels=3))
+    r = torch.randn(2, 3, 13, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    keep = torch.tensor([0, 2])
+    torch.testing.assert_close(m.channels(keep)(r[:, keep]), m(r)[:, keep])
