@@ -20,10 +20,19 @@ _RGB_TO_XYZ = torch.tensor(
     ],
     dtype=torch.float64,
 )
-_XYZ_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ)
-_WHITE_D65 = (0.95047, 1.0, 1.08883)
+_WHITE_D65 = torch.tensor((0.95047, 1.0, 1.08883), dtype=torch.float64)
+# XYZ relative to the white point, and back: the white point folded into the matrices.
+_RGB_TO_XYZW = _RGB_TO_XYZ / _WHITE_D65[:, None]
+_XYZW_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ) * _WHITE_D65
+# (f(X/Xn), f(Y/Yn), f(Z/Zn)) -> (L* + 16, a*, b*) is linear.
+_F_TO_LAB = torch.tensor([[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]], dtype=torch.float64)
+_LAB_TO_F = torch.linalg.inv(_F_TO_LAB)
 _EPS = 216 / 24389  # CIE's (6/29)^3
 _KAPPA = 24389 / 27
+
+# The conversions below run on every pixel of a 12-megapixel output: their chains of arithmetic
+# work in place on a fresh temporary (each pass over a new one costs about as much as the
+# arithmetic), never on a tensor autograd may have saved, so they stay differentiable.
 
 
 def _mix(matrix: Tensor, x: Tensor) -> Tensor:
@@ -32,32 +41,30 @@ def _mix(matrix: Tensor, x: Tensor) -> Tensor:
 
 
 def srgb_to_linear(rgb: Tensor) -> Tensor:
-    return torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb.clamp(min=0) + 0.055) / 1.055) ** 2.4)
+    curve = rgb.clamp(min=0).add_(0.055).div_(1.055).pow_(2.4)
+    return torch.where(rgb <= 0.04045, rgb / 12.92, curve)
 
 
 def linear_to_srgb(lin: Tensor) -> Tensor:
-    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp(min=0) ** (1 / 2.4) - 0.055)
+    curve = lin.clamp(min=0).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
+    return torch.where(lin <= 0.0031308, lin * 12.92, curve)
 
 
 def rgb_to_lab(rgb: Tensor) -> Tensor:
     """sRGB in [0, 1] -> CIELab (D65)."""
-    xyz = _mix(_RGB_TO_XYZ, srgb_to_linear(rgb))
-    white = torch.tensor(_WHITE_D65, dtype=xyz.dtype, device=xyz.device).view(3, 1, 1)
-    t = xyz / white
-    f = torch.where(t > _EPS, t.clamp(min=_EPS).pow(1 / 3), (_KAPPA * t + 16) / 116)
-    fx, fy, fz = f.unbind(-3)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
+    t = _mix(_RGB_TO_XYZW, srgb_to_linear(rgb))
+    f = t.clamp(min=_EPS).pow_(1 / 3)
+    lab = _mix(_F_TO_LAB, torch.where(t > _EPS, f, t.mul(_KAPPA / 116).add_(16 / 116)))
+    lab.narrow(-3, 0, 1).sub_(16)
+    return lab
 
 
 def lab_to_rgb(lab: Tensor, clamp: bool = True) -> Tensor:
     """CIELab (D65) -> sRGB, clamped to [0, 1] unless ``clamp=False``."""
-    L, a, b = lab.unbind(-3)
-    fy = (L + 16) / 116
-    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
-    t = torch.where(f > 6 / 29, f**3, (116 * f - 16) / _KAPPA)
-    white = torch.tensor(_WHITE_D65, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
-    rgb = linear_to_srgb(_mix(_XYZ_TO_RGB, t * white))
-    return rgb.clamp(0, 1) if clamp else rgb
+    f = _mix(_LAB_TO_F, lab).add_(16 / 116)  # L* + 16 -> f + 16/116 in every channel
+    t = torch.where(f > 6 / 29, f**3, f.mul(116 / _KAPPA).sub_(16 / _KAPPA))
+    rgb = linear_to_srgb(_mix(_XYZW_TO_RGB, t))
+    return rgb.clamp_(0, 1) if clamp else rgb
 
 
 def luminance(rgb: Tensor) -> Tensor:
