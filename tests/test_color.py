@@ -42,3 +42,14 @@ def test_rotate_chroma_and_gray():
     gray = luminance(rgb)
     assert gray.shape == (1, 8, 8) and is_gray(gray.expand(3, -1, -1)) and not is_gray(rgb)
     assert (rgb_to_lab(gray.expand(3, -1, -1))[0] - lab[0]).abs().max() < 0.05
+
+
+def test_lab_conversions_are_differentiable():
+    """They work in place for speed, never on what autograd saved: gradients stay exact."""
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(3, 4, 5, dtype=torch.float64, generator=g)
+    rgb[:, 0, :2] = 0.01  # the linear segments of the sRGB and Lab curves
+    assert torch.autograd.gradcheck(rgb_to_lab, (rgb.requires_grad_(),))
+    lab = rgb_to_lab(rgb.detach())
+    lab[0, 0, :2] = 3.0
+    assert torch.autograd.gradcheck(lambda x: lab_to_rgb(x, clamp=False), (lab.requires_grad_(),))
