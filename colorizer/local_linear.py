@@ -217,7 +217,7 @@ def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge:
             x, r, d, rz, scale, active = x[:, keep], r[:, keep], d[:, keep], rz[keep], scale[keep], active[keep]
             hessian = hessian.channels(keep)
         ad = hessian(d)
-        alpha = rz / dot(d, ad).clamp(min=tiny)  # 0 for channels that converged exactly (d = 0)
+        alpha = rz / dot(d, ad).clamp(min=tiny)  # the clamps only guard against 0 / 0
         x.addcmul_(d, alpha)
         r.addcmul_(ad, alpha, value=-1)
         z = hessian.precondition(r)
@@ -225,7 +225,7 @@ def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge:
         d = torch.addcmul(z, d, rz_new / rz.clamp(min=tiny))
         rz = rz_new
         it += 1
-    else:
+    else:  # max_iter reached: the channels still iterating end where they got
         solution[:, active] = x
     log.debug("fit_local_linear: %d PCG iterations at %dx%d (per channel: %s)", it, *source.shape[1:], stopped)
     return solution[0], solution[1]
