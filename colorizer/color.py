@@ -23,7 +23,7 @@ _RGB_TO_XYZ = torch.tensor(
 _WHITE_D65 = torch.tensor((0.95047, 1.0, 1.08883), dtype=torch.float64)
 # XYZ relative to the white point, and back: the white point folded into the matrices.
 _RGB_TO_XYZW = _RGB_TO_XYZ / _WHITE_D65[:, None]
-_XYZW_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ) * _WHITE_D65
+_XYZW_TO_RGB = torch.linalg.inv(_RGB_TO_XYZW)
 # (f(X/Xn), f(Y/Yn), f(Z/Zn)) -> (L* + 16, a*, b*) is linear.
 _F_TO_LAB = torch.tensor([[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]], dtype=torch.float64)
 _LAB_TO_F = torch.linalg.inv(_F_TO_LAB)

@@ -44,6 +44,7 @@ by side by one matrix-free conjugate gradient with per-channel step sizes, preco
 multigrid V-cycle (:mod:`colorizer.multigrid`); a channel leaves the iteration once it converges.
 """
 
+import copy
 import logging
 import warnings
 
@@ -137,14 +138,13 @@ class _NormalEquations:
     """
 
     def __init__(self, source: Tensor, fit: Tensor, prior: Tensor, edge: Tensor, adjacency: Tensor | None,
-                 nonlocal_scale: float, precondition: BlockMultigrid | None = None) -> None:
+                 nonlocal_scale: float) -> None:
         self.source, self.fit, self.prior, self.edge = source, fit, prior, edge
         self.adjacency, self.nonlocal_scale = adjacency, nonlocal_scale
         self.local_degree = edge.sum(0)
         # The local part of the Hessian (per-pixel 2x2 blocks in (a, b) plus the WLS Laplacian) is
         # what makes the system stiff; a multigrid V-cycle on it preconditions the whole.
-        self.precondition = precondition or BlockMultigrid(fit * source.square() + prior, fit * source, fit,
-                                                           edge[0], edge[1])
+        self.precondition = BlockMultigrid(fit * source.square() + prior, fit * source, fit, edge[0], edge[1])
 
     def __call__(self, x: Tensor) -> Tensor:
         a, b = x
@@ -159,9 +159,11 @@ class _NormalEquations:
         return out
 
     def channels(self, keep: Tensor) -> "_NormalEquations":
-        """The equations of the channels ``keep`` alone (channels do not interact)."""
-        return _NormalEquations(self.source[keep], self.fit[keep], self.prior[keep], self.edge, self.adjacency,
-                                self.nonlocal_scale, self.precondition.channels(keep))
+        """The equations of the channels ``keep`` alone (channels do not interact; the links are shared)."""
+        equations = copy.copy(self)
+        equations.source, equations.fit, equations.prior = self.source[keep], self.fit[keep], self.prior[keep]
+        equations.precondition = self.precondition.channels(keep)
+        return equations
 
 
 def fit_local_linear(source: Tensor, guidance: Tensor, confidence: Tensor, edge: Tensor, *,
