@@ -81,6 +81,8 @@ def test_transfer_example(page):
     working_size = page.locator("#working-size input[type=number]")
     working_size.fill("256")  # quick on a CPU
     working_size.press("Enter")
+    # The slider takes the typed value asynchronously: a click before it has would run at the default size.
+    sync_api.expect(page.locator("#working-size input[type=range]")).to_have_value("256")
     page.locator("#nct-examples .gallery-item").nth(1).click()
     sync_api.expect(page.locator("#nct-reference img")).to_be_visible()
     page.evaluate(WATCH_PROGRESS)
