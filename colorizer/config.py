@@ -101,9 +101,10 @@ class TransferConfig:
     #: real pairs and 15 photo cases, 0.01 -> 0.02 moved every case by at most 0.04 mean CIEDE2000
     #: (regrade 10.26 -> 10.22, multi-reference-left 5.19 -> 5.22) and saves about a quarter of the
     #: iterations at the finest level. Each channel stops as soon as it meets the tolerance (at L1 of
-    #: a 1024 working size, L* after 13 iterations, a* after 15, b* after 28), where it used to iterate
-    #: until the last one had: the L1 fit at 1024 takes a quarter less time, every case of 10 real
-    #: pairs and 15 photo cases moved by at most 0.04 (regrade 10.16 -> 10.19, regrade-self 3.58 -> 3.62).
+    #: a 1024 working size, L* after 14 iterations, a* after 14, b* after 23, with the multigrid's
+    #: exact coarsest solve), where it used to iterate until the last one had: the L1 fit at 1024
+    #: takes a quarter less time, every case of 10 real pairs and 15 photo cases moved by at most 0.04
+    #: (regrade 10.16 -> 10.19, regrade-self 3.58 -> 3.62).
     solver_tolerance: float = 0.02
     #: Rows per strip when recolouring a full-resolution image (keeps 12 MP in cache).
     strip_rows: int = 64

@@ -11,6 +11,11 @@ Coarsening merges 2x2 cells. With piecewise-constant prolongation P the Galerkin
 P^T A P keeps the same form: the 2x2 blocks of the four children add up, and two coarse cells are
 linked by the sum of the fine links that cross between them (links inside a cell vanish). So every
 grid stores only blocks and link weights, and the same two functions serve all of them.
+
+The coarsest grid (at most 64 cells) is solved exactly, by its dense inverse. Damped Jacobi sweeps
+there (16 of them on a 3x4 grid) left the near-constant modes of regions with a weak data term
+half-solved: at L1 of a 512 working size the model fit took 30 iterations instead of 21, and every
+V-cycle spent a tenth of its time on the sweeps.
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ from torch import Tensor
 
 #: Sweeps of damped block Jacobi before and after each coarse-grid correction, and its damping.
 _SWEEPS, _DAMPING = 1, 0.7
-#: Grids are coarsened until their short side is at most this; there, Jacobi sweeps suffice.
-_COARSEST = 4
-_COARSEST_SWEEPS = 16
+#: Grids are coarsened until they have at most this many cells; there the system is solved exactly.
+_DIRECT_CELLS = 64
 
 
 def edges_from_links(wx: Tensor, wy: Tensor) -> Tensor:
@@ -81,6 +85,14 @@ class _Grid:
     def apply(self, x: Tensor) -> Tensor:
         return _subtract_links(_block_product(self.aa, self.d_ab, self.bb, x), x, self.edge)
 
+    def dense(self) -> Tensor:
+        """The operator as matrices [C, 2n, 2n] over the unknowns (a, b) of the grid's n cells."""
+        (c, h, w), n = self.aa.shape, self.aa[0].numel()
+        # Column j is the operator applied to the j-th unit vector; every channel at once.
+        basis = torch.eye(2 * n, dtype=self.aa.dtype, device=self.aa.device).view(2 * n, 2, 1, h, w)
+        columns = self.apply(basis.transpose(0, 1).expand(2, 2 * n, c, h, w))
+        return columns.permute(2, 1, 0, 3, 4).reshape(c, 2 * n, 2 * n)
+
     def jacobi(self, r: Tensor) -> Tensor:
         """The inverse block diagonal times r [2, C, H, W]."""
         return _block_product(self.inv_aa, self.inv_ab, self.inv_bb, r)
@@ -133,8 +145,12 @@ class BlockMultigrid:
 
     def __init__(self, d_aa: Tensor, d_ab: Tensor, d_bb: Tensor, wx: Tensor, wy: Tensor) -> None:
         self.grids = [_Grid(d_aa, d_ab, d_bb, wx, wy)]
-        while min(self.grids[-1].wx.shape) > _COARSEST:
+        while self.grids[-1].wx.numel() > _DIRECT_CELLS:
             self.grids.append(self.grids[-1].coarsened())
+        # The coarsest system's inverse, in float64: its WLS links span orders of magnitude, and where
+        # the data term is nearly absent (confidence at its floor) it is close to singular; the
+        # pseudo-inverse stays symmetric positive semi-definite whatever the rounding.
+        self.coarse_inverse = torch.linalg.pinv(self.grids[-1].dense().double(), hermitian=True)
 
     def __call__(self, r: Tensor) -> Tensor:
         return self._cycle(r, 0)
@@ -143,12 +159,15 @@ class BlockMultigrid:
         """The V-cycle of the channels ``keep`` alone: residuals [2, len(keep), H, W]."""
         cycle = copy.copy(self)
         cycle.grids = [grid.channels(keep) for grid in self.grids]
+        cycle.coarse_inverse = self.coarse_inverse[keep]
         return cycle
 
     def _cycle(self, r: Tensor, depth: int) -> Tensor:
         grid = self.grids[depth]
         if depth == len(self.grids) - 1:
-            return grid.smooth(r, None, _COARSEST_SWEEPS)
+            c, h, w = r.shape[1:]
+            x = self.coarse_inverse @ r.transpose(0, 1).reshape(c, 2 * h * w, 1).double()
+            return x.view(c, 2, h, w).transpose(0, 1).to(r.dtype)
         x = grid.smooth(r, None, _SWEEPS)
         h, w = r.shape[-2:]
         coarse_r = _sum_2x2(_pad_even(r - grid.apply(x)))

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from colorizer.multigrid import BlockMultigrid, _Grid
+from colorizer.multigrid import _DIRECT_CELLS, BlockMultigrid, _Grid
 
 
 def random_system(h: int, w: int, channels: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -40,6 +40,23 @@ def test_coarse_grid_is_the_galerkin_operator(h, w):
     torch.testing.assert_close(dense(coarse, coarse_shape), galerkin)
 
 
+def test_dense_matrices_are_the_operator_per_channel():
+    grid = _Grid(*random_system(5, 7, channels=2))
+    a = dense(grid, (2, 2, 5, 7)).view(2, 2, 35, 2, 2, 35)  # (a|b, channel, cell) x (a|b, channel, cell)
+    per_channel = grid.dense().view(2, 2, 35, 2, 35)
+    for c in range(2):
+        torch.testing.assert_close(per_channel[c], a[:, c, :, :, c])
+        torch.testing.assert_close(a[:, c, :, :, 1 - c], torch.zeros_like(per_channel[c]))
+
+
+def test_smallest_grid_is_solved_exactly():
+    system = random_system(8, 8, channels=2)
+    m, grid = BlockMultigrid(*system), _Grid(*system)
+    assert len(m.grids) == 1
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(m(grid.apply(x)), x)
+
+
 def test_v_cycle_is_symmetric_positive_definite():
     system = random_system(12, 10)
     m = BlockMultigrid(*system)
@@ -70,7 +87,7 @@ def test_v_cycle_preconditions_far_better_than_block_jacobi():
 def test_pads_odd_grids_down_to_the_coarsest():
     m = BlockMultigrid(*random_system(37, 23, channels=1))
     sizes = [tuple(g.wx.shape) for g in m.grids]
-    assert sizes[0] == (37, 23) and min(sizes[-1]) <= 4
+    assert sizes[0] == (37, 23) and sizes[-1][0] * sizes[-1][1] <= _DIRECT_CELLS < sizes[-2][0] * sizes[-2][1]
     r = F.pad(torch.ones(2, 1, 35, 21, dtype=torch.float64), (1, 1, 1, 1))
     assert torch.isfinite(m(r)).all()
 
