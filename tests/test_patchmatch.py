@@ -123,6 +123,21 @@ def test_context_adds_its_weighted_disagreement_to_the_distance(dims, chunk, mon
     torch.testing.assert_close(dist.double(), naive_distance(a, b, nnf, 3) + 0.7 * disagreement, atol=1e-5, rtol=0)
 
 
+def test_shared_projection_keeps_the_variance_of_the_exact_principal_axes():
+    """Subspace iteration against the covariance's eigenvectors, on cells with a decaying spectrum."""
+    g = torch.Generator().manual_seed(3)
+    scale = 0.8 ** torch.arange(96.0)  # variance falls off along 96 random directions
+    mix = torch.linalg.qr(torch.randn(96, 96, generator=g)).Q
+    a, b = ((mix @ (scale[:, None] * torch.randn(96, n, generator=g))).view(96, n // 40, 40) for n in (1600, 1200))
+    rows = torch.cat([a.flatten(1).T, b.flatten(1).T])
+    rows = rows - rows.mean(0)
+    exact = torch.linalg.eigh(rows.T @ rows)[1][:, -12:]
+    pa, pb = shared_projection(a, b, dims=12)
+    projected = torch.cat([pa.flatten(1).T, pb.flatten(1).T])
+    kept = (projected - projected.mean(0)).square().sum() / (rows @ exact).square().sum()
+    assert 0.999 < kept <= 1 + 1e-5, kept
+
+
 def test_shared_projection_keeps_distances_when_it_keeps_every_axis():
     a, b = unit_features(6, 4, 5, 0), unit_features(6, 3, 7, 1)
     pa, pb = shared_projection(a, b, dims=6)
