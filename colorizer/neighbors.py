@@ -65,16 +65,15 @@ def _zorder_knn(colors: Tensor, labels: Tensor, k: int, window: int, shift: floa
     grid = ((colors - lo) / span * (2 ** (_BITS - 1) - 1)).long() + int(shift * 2 ** (_BITS - 1))
     key = (labels << (3 * _BITS)) | _spread_bits(grid[0]) | (_spread_bits(grid[1]) << 1) | (_spread_bits(grid[2]) << 2)
     order = torch.argsort(key, stable=True)
-    xs, ls = colors[:, order], labels[order]
+    xs, ls, pixel = colors[:, order], labels[order], order.int()  # int32 halves the cost of deduplication
     d2 = torch.full((2 * window, n), float("inf"), dtype=colors.dtype, device=colors.device)
+    candidate = torch.full((2 * window, n), -1, dtype=torch.int32, device=colors.device)
     for o in range(1, min(window, n - 1) + 1):
         dist = (xs[:, o:] - xs[:, :-o]).square().sum(0).masked_fill(ls[o:] != ls[:-o], float("inf"))
-        d2[window + o - 1, :-o] = dist  # neighbour at +o
-        d2[window - o, o:] = dist  # the same pairs seen from the other end, at -o
+        d2[window + o - 1, :-o], candidate[window + o - 1, :-o] = dist, pixel[o:]  # neighbour at +o
+        d2[window - o, o:], candidate[window - o, o:] = dist, pixel[:-o]  # the same pairs seen from the other end
     d2, col = d2.t().topk(k, dim=1, largest=False, sorted=False)
-    offset = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(colors.device)
-    pos = (offset[col] + torch.arange(n, device=colors.device)[:, None]).clamp(0, n - 1)
-    index = torch.where(torch.isinf(d2), -1, order[pos]).int()  # int32 halves the cost of deduplication
+    index = candidate.t().gather(1, col).masked_fill_(torch.isinf(d2), -1)
     # Back from sorted positions to pixels.
     rank = torch.empty_like(order).index_put_((order,), torch.arange(n, device=colors.device))
     return d2.index_select(0, rank), index.index_select(0, rank)
