@@ -41,6 +41,16 @@ def _kmeans(x: Tensor, clusters: int, iters: int, generator: torch.Generator) ->
     return _nearest_center(x, centers)
 
 
+def _first_argmax(x: Tensor) -> Tensor:
+    """``x.argmax(0)`` of x [K, H, W] (the first of equal maxima), by a running maximum over the K maps:
+    on a CPU torch's reduction over the outer dimension took 70-140 ms for ten 768x1024 maps, this 18."""
+    best, index = x[0].clone(), torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
+    for k in range(1, x.shape[0]):
+        index.masked_fill_(x[k] > best, k)
+        torch.maximum(best, x[k], out=best)
+    return index
+
+
 def _spread_bits(v: Tensor) -> Tensor:
     """Move bit i of v (< 2^21) to bit 3i, so that three spread coordinates interleave."""
     v = (v | (v << 32)) & 0x1F00000000FFFF
@@ -112,7 +122,7 @@ def nonlocal_neighbors(clusters: Tensor, colors: Tensor, *, k: int = 8, sigma: f
         # Upsampled along the image's edges, not the feature grid's: nearest upsampling would cut
         # clusters into blocks of the cell size, and the non-local term would print those blocks.
         one_hot = F.one_hot(clusters, int(clusters.max()) + 1).permute(2, 0, 1).to(colors.dtype)
-        clusters = guided_upsample(colors, one_hot, radius=1, eps=1e-3).argmax(0)
+        clusters = _first_argmax(guided_upsample(colors, one_hot, radius=1, eps=1e-3))
     labels = clusters.flatten()
 
     pix = colors.reshape(3, -1)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from colorizer.neighbors import feature_clusters, nonlocal_neighbors
+from colorizer.neighbors import _first_argmax, feature_clusters, nonlocal_neighbors
 
 
 def halves_features(h: int = 8, w: int = 8) -> torch.Tensor:
@@ -90,3 +90,8 @@ def test_small_cluster_leaves_empty_slots_pointing_at_self():
     others = torch.ones(64, dtype=torch.bool)
     others[lonely] = False
     assert (weight[others] > 0).all()
+
+
+def test_first_argmax_is_torch_argmax_ties_included():
+    x = torch.randint(0, 3, (7, 9, 11), generator=torch.Generator().manual_seed(0)).float()  # many ties
+    assert torch.equal(_first_argmax(x), x.argmax(0))
