@@ -177,7 +177,7 @@ def validator(fn: Callable, check: Callable[..., Any]) -> Callable[..., list[dic
 def readable_errors() -> Iterator[None]:
     """Show the library's errors to whoever sent the request, never a result: bad images and options
     (``ValueError``, ``ImageError`` among them) as they are, and a failed computation (``RuntimeError``,
-    e.g. options that leave the colour model without a solution) as a failure, logged."""
+    e.g. weights too weak to determine the colour model in float32) as a failure, logged."""
     try:
         yield
     except gr.Error:  # already a message for the caller (and a ValueError: re-wrapped, it would gain quotes)

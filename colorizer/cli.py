@@ -1,8 +1,8 @@
 """Command line: ``python -m colorizer transfer|batch|colorize ...``.
 
 Bad input (options, images, the output path, the device, the weights) fails before any computation
-with one line on stderr and exit status 2; a computation that fails (e.g. options that leave the
-colour model without a solution) prints one line too, with status 1. The output files are written
+with one line on stderr and exit status 2; a computation that fails (e.g. weights too weak to
+determine the colour model in float32) prints one line too, with status 1. The output files are written
 all together or not at all.
 """
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         save_images(outputs)
     except (ImageError, WeightsNotFoundError, ValueError) as err:
         return _fail(err, 2)
-    except RuntimeError as err:  # e.g. options that leave the colour model without a solution
+    except RuntimeError as err:  # e.g. weights too weak to determine the colour model
         return _fail(err, 1)
     if outputs and not args.quiet:
         print(f"wrote {', '.join(map(str, outputs))}", file=sys.stderr)

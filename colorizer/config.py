@@ -128,6 +128,11 @@ class TransferConfig:
                 raise ValueError(f"{f.name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
             if not (math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"{f.name} must be between {low} and {high}, got {value!r}")
+        if self.lambda_local == 0 and self.lambda_detail == 0:
+            # The data and non-local terms see a pixel's a and b only through T = a S + b: one equation
+            # for two unknowns per pixel, so the model would be undetermined everywhere.
+            raise ValueError("lambda_local and lambda_detail cannot both be 0: nothing would then decide how "
+                             "the colour model splits each pixel's colour between its slope and its offset")
 
     def iterations_at(self, level: int) -> int:
         return dict(self.iterations)[level]

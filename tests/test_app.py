@@ -233,6 +233,7 @@ def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, li
 
 PHOTO = EXAMPLES / "coast_day.jpg"
 ZERO_WEIGHTS = dict(completeness=0, lambda_local=0, lambda_nonlocal=0, lambda_detail=0)
+TINY_WEIGHTS = dict(ZERO_WEIGHTS, lambda_local=1e-20)
 BAD_OPTIONS = {  # name: (endpoint, arguments besides the images, words the error must contain)
     "working_size over the cap": ("/transfer", dict(working_size=4096), "working_size must be between 64 and 1024"),
     "working_size not a number": ("/transfer", dict(working_size="abc"), "working_size must be a number"),
@@ -247,8 +248,10 @@ BAD_OPTIONS = {  # name: (endpoint, arguments besides the images, words the erro
     "transfer strength 2": ("/transfer", dict(strength=2), "strength must be between"),
     "no reference": ("/transfer", dict(reference=None), "Give a source image and at least one reference"),
     "a server path, not an upload": ("/transfer", dict(source="/etc/passwd"), "must be an uploaded file"),
-    # Valid one by one, but the colour model has no solution: an error, never a black image as a result.
-    "every weight 0": ("/transfer", dict(working_size=64, levels=[5], **ZERO_WEIGHTS), "The computation failed"),
+    # Valid one by one, but together they leave the colour model undetermined: refused before any work.
+    "every weight 0": ("/transfer", dict(working_size=64, levels=[5], **ZERO_WEIGHTS), "cannot both be 0"),
+    # Accepted, but too weak to determine the model in float32: the computation fails, never a black image.
+    "a vanishing smoothness": ("/transfer", dict(working_size=64, **TINY_WEIGHTS), "The computation failed"),
     "colorize strength 2": ("/colorize", dict(strength=2.0), "strength must be a number between 0 and 1"),
     "colorize strength text": ("/colorize", dict(strength="abc"), "strength must be a number, not 'abc'"),
     "style weight 0": ("/colorize", dict(style_weight=0.0), "style weights"),

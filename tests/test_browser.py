@@ -75,14 +75,30 @@ def shown_image(page, selector: str) -> Image.Image:
     return Image.open(io.BytesIO(page.request.get(src).body()))
 
 
+def set_working_size(page, value: str, tries: int = 5) -> None:
+    """Type ``value`` into the working-size box until its slider holds it.
+
+    The slider takes the typed value asynchronously, and a box typed into while the settings panel
+    is still opening may lose it (a CI run waited 180 s on a slider left at 512): so each try waits
+    a few seconds, then types again. A transfer started before the slider holds it would run at the
+    default size.
+    """
+    box, slider = (page.locator(f"#working-size input[type={kind}]") for kind in ("number", "range"))
+    for attempt in range(tries):
+        box.fill(value)
+        box.press("Enter")
+        try:
+            sync_api.expect(slider).to_have_value(value, timeout=10_000)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
 def test_transfer_example(page):
     source, reference = (app.EXAMPLES / f"{name}.jpg" for name in app.NCT_PAIRS[1])
     page.locator("#nct-settings").get_by_text("Settings").click()
-    working_size = page.locator("#working-size input[type=number]")
-    working_size.fill("256")  # quick on a CPU
-    working_size.press("Enter")
-    # The slider takes the typed value asynchronously: a click before it has would run at the default size.
-    sync_api.expect(page.locator("#working-size input[type=range]")).to_have_value("256")
+    set_working_size(page, "256")  # quick on a CPU
     page.locator("#nct-examples .gallery-item").nth(1).click()
     sync_api.expect(page.locator("#nct-reference img")).to_be_visible()
     page.evaluate(WATCH_PROGRESS)

@@ -173,6 +173,7 @@ def test_a_parks_trees_do_not_take_the_colour_of_the_reference_sky(nct):
         (dict(lambda_local=float("inf")), "lambda_local"),
         (dict(lambda_nonlocal=float("nan")), "lambda_nonlocal"),
         (dict(lambda_detail=1e300), "lambda_detail"),
+        (dict(lambda_local=0, lambda_detail=0.0), "lambda_local and lambda_detail cannot both be 0"),
         (dict(clusters=-3), "clusters"),
         (dict(transfer_lightness="yes"), "transfer_lightness"),
         (dict(keep_lightness=True), "unknown option"),
