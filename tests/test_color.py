@@ -53,3 +53,10 @@ def test_lab_conversions_are_differentiable():
     lab = rgb_to_lab(rgb.detach())
     lab[0, 0, :2] = 3.0
     assert torch.autograd.gradcheck(lambda x: lab_to_rgb(x, clamp=False), (lab.requires_grad_(),))
+
+
+def test_is_gray_sees_a_single_coloured_pixel_off_its_sample_grid():
+    rgb = torch.full((3, 20, 30), 0.5)
+    assert is_gray(rgb)
+    rgb[0, 3, 5] = 0.6  # not on the every-8th-pixel sample
+    assert not is_gray(rgb)

@@ -4,6 +4,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -29,6 +30,14 @@ def test_plain_rgb_round_trip(tmp_path):
     assert out.mode == "RGB" and out.size == img.size
     assert np.array_equal(np.asarray(out), np.asarray(img))
     assert np.array_equal(np.asarray(to_pil(to_tensor(out))), np.asarray(img))
+
+
+def test_to_pil_clamps_and_rounds_whatever_the_layout():
+    x = torch.linspace(-0.5, 1.5, 3 * 5 * 7, dtype=torch.float64).view(3, 5, 7).float()
+    expected = np.clip(np.round(x.numpy() * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    channels_last = x.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # as to_tensor lays an image out
+    for rgb in (x, channels_last):
+        assert np.array_equal(np.asarray(to_pil(rgb)), expected)
 
 
 @pytest.mark.parametrize(
