@@ -97,9 +97,9 @@ class _Grid:
         """The inverse block diagonal times r [2, C, H, W]."""
         return _block_product(self.inv_aa, self.inv_ab, self.inv_bb, r)
 
-    def smooth(self, r: Tensor, x: Tensor | None, sweeps: int) -> Tensor:
-        """``sweeps`` damped block-Jacobi sweeps on A x = r, from x (None: zero)."""
-        for _ in range(sweeps):
+    def smooth(self, r: Tensor, x: Tensor | None) -> Tensor:
+        """``_SWEEPS`` damped block-Jacobi sweeps on A x = r, from x (None: zero)."""
+        for _ in range(_SWEEPS):
             step = self.jacobi(r if x is None else r - self.apply(x))
             x = _DAMPING * step if x is None else x.add_(step, alpha=_DAMPING)
         return x
@@ -168,9 +168,9 @@ class BlockMultigrid:
             c, h, w = r.shape[1:]
             x = self.coarse_inverse @ r.transpose(0, 1).reshape(c, 2 * h * w, 1).double()
             return x.view(c, 2, h, w).transpose(0, 1).to(r.dtype)
-        x = grid.smooth(r, None, _SWEEPS)
+        x = grid.smooth(r, None)
         h, w = r.shape[-2:]
         coarse_r = _sum_2x2(_pad_even(r - grid.apply(x)))
         correction = self._cycle(coarse_r, depth + 1)
         x += F.interpolate(correction, scale_factor=2, mode="nearest")[..., :h, :w]
-        return grid.smooth(r, x, _SWEEPS)
+        return grid.smooth(r, x)
