@@ -242,7 +242,7 @@ class NeuralColorTransfer:
         with timer("matching"):
             deep_contexts = [_deep_context(src_feats, feats) for feats in refs.feats[gray]]
         with timer("model fit"):
-            clusters = feature_clusters(src_feats[5], config.clusters, generator=gen)
+            clusters = feature_clusters(src_feats[5], config.clusters_for(gray), generator=gen)
         return _Scene(
             source_full=src_full, source_rgb=src_rgb, source_lab=rgb_to_lab(src_rgb) / 100,
             first=0 if config.transfer_lightness and not gray else 1, gray=gray, source_feats=src_feats,

@@ -244,6 +244,26 @@ def test_reference_structure_does_not_ghost_into_flat_regions(nct):
     assert out_lab.std((1, 2)).max() < 2 * src_lab.std((1, 2)).max() + 0.5, (out_lab.std((1, 2)), src_lab.std((1, 2)))
 
 
+def test_one_region_of_the_source_takes_one_transfer_not_blocks(nct):
+    """The app's coast example at the default working size: the sea is one region of the source, its far
+    part 5 L* lighter than its near part. With the paper's 10 clusters for this colour source, the near sea
+    fell into other clusters than the far sea and came out in dark blocks with straight borders, 25 L*
+    darker than the far sea (TransferConfig.color_clusters)."""
+    source = Image.open(EXAMPLES / "coast_day.jpg")
+
+    def far_minus_near(image: Image.Image) -> float:
+        lightness = rgb_to_lab(to_tensor(image))[0]
+        return (lightness[100:135, 20:130].mean() - lightness[150:215, 20:130].mean()).item()
+
+    out = nct.transfer(source, EXAMPLES / "coast_sunset.jpg").image
+    assert abs(far_minus_near(out) - far_minus_near(source)) < 6, (far_minus_near(out), far_minus_near(source))
+
+
+def test_clusters_are_picked_by_the_kind_of_source_unless_given():
+    assert (TransferConfig().clusters_for(gray=True), TransferConfig().clusters_for(gray=False)) == (10, 3)
+    assert TransferConfig(clusters=5).clusters_for(gray=True) == TransferConfig(clusters=5).clusters_for(gray=False) == 5
+
+
 def test_batch_matches_single_transfers_skips_bad_files_and_resumes(any_nct, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
