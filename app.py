@@ -344,7 +344,7 @@ def build_demo(models: Models) -> gr.Blocks:
             levels: VGG levels to run, a subset of [5, 4, 3, 2, 1] (coarse to fine; default all five).
             completeness: weight of the reference-to-source votes in the guidance (0-100, default 2).
             lambda_local: local smoothness of the colour model (0-100, default 0.125).
-            lambda_nonlocal: consistency among pixels of similar colour and content (0-100, default 2).
+            lambda_nonlocal: consistency among similar pixels of a colour source (0-100, default 2; none for gray).
             lambda_detail: weight of the detail term that keeps the source's local contrast (0-1000, default 5).
             strength: 0 keeps the source, 1 is the full transfer (0-1, default 1).
             reference_2: optional second reference (default none).

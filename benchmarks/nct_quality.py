@@ -10,8 +10,9 @@ For example, the paper's full-Lab model on the real pairs, saved for a later com
     python -m benchmarks.nct_quality --cases regrade --set transfer_lightness=False --json /tmp/full_lab.json
 
 Cases: every photo case (recolor, colorize, restyle, regrade-self, multi-reference,
-multi-reference-left) over the first ``--photos`` held-out photos, and regrade over the first
-``--pairs`` directed pairs of ``pairs.csv`` (default: all cases, all pairs). Methods: the unchanged
+multi-reference-left) over the first ``--photos`` held-out photos, and the pair cases (regrade,
+colorize-pair) over the first ``--pairs`` directed pairs of ``pairs.csv`` (default: all cases, all
+pairs). Methods: the unchanged
 source, Reinhard, color-matcher's hm-mvgd-hm and mkl, a VGG relu3_1 nearest neighbour and ours, run
 with ``working_size`` and every ``--set`` option (a Python literal, else a string) as keyword options
 of ``NeuralColorTransfer.transfer``. Ours gets a multi-reference case's references as a list; the
@@ -118,7 +119,7 @@ def sheet_selection(pairs: list[tuple[Path, Path]], groups: dict[tuple[Path, Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=12, help="held-out photos for the photo cases (default 12)")
-    parser.add_argument("--pairs", type=int, help="how many directed pairs of pairs.csv for regrade (default all)")
+    parser.add_argument("--pairs", type=int, help="how many directed pairs of pairs.csv for the pair cases (default all)")
     parser.add_argument("--cases", nargs="+", default=list(ALL_CASES), choices=ALL_CASES, metavar="CASE",
                         help=f"any of {', '.join(ALL_CASES)} (default: all)")
     parser.add_argument("--vgg", default=str(SHARED_VGG16) if SHARED_VGG16.is_file() else None)
@@ -133,10 +134,11 @@ def main() -> None:
                         "first photo case) here")
     args = parser.parse_args()
     photo_kinds = [k for k in args.cases if k in PHOTO_CASES]
-    run_pairs = any(k in PAIR_CASES for k in args.cases)
+    pair_kinds = [k for k in args.cases if k in PAIR_CASES]
+    run_pairs = bool(pair_kinds)
     if run_pairs and not SHARED_PAIRS.is_file():
-        parser.error(f"regrade needs {SHARED_PAIRS}")
-    if args.contact_sheet and not run_pairs:
+        parser.error(f"{', '.join(pair_kinds)} needs {SHARED_PAIRS}")
+    if args.contact_sheet and "regrade" not in pair_kinds:
         parser.error("--contact-sheet shows regrade cases: add regrade to --cases")
 
     nct = NeuralColorTransfer.from_pretrained(args.vgg)
@@ -155,11 +157,12 @@ def main() -> None:
         for kind in photo_kinds:
             records += evaluate(make_case(path, kind), relative(path), methods)[0]
     for i, (a, b) in enumerate(pairs):
-        case = make_pair_case(a, b)
-        case_records, outputs = evaluate(case, f"{relative(a)} -> {relative(b)}", methods)
-        records += case_records
-        if i in on_sheet:
-            sheet[i] = case, outputs, {r.method: r.dE for r in case_records}
+        for kind in pair_kinds:
+            case = make_pair_case(a, b, kind)
+            case_records, outputs = evaluate(case, f"{relative(a)} -> {relative(b)}", methods)
+            records += case_records
+            if kind == "regrade" and i in on_sheet:
+                sheet[i] = case, outputs, {r.method: r.dE for r in case_records}
     seconds = time.perf_counter() - start
 
     kinds = [k for k in args.cases if any(r.kind == k for r in records)]
@@ -185,7 +188,7 @@ def main() -> None:
         save_contact_sheet([sheet[i] for i in on_sheet], [pairs[i] for i in on_sheet],
                            [groups.get(pairs[i], "") for i in on_sheet], args.contact_sheet)
     if args.levels_picture:
-        case = make_pair_case(*pairs[0]) if pairs else make_case(photos[0], photo_kinds[0])
+        case = make_pair_case(*pairs[0], pair_kinds[0]) if pairs else make_case(photos[0], photo_kinds[0])
         save_levels_picture(nct, case, options, args.levels_picture)
 
 

@@ -17,6 +17,8 @@ For two different photos a, b of one scene (``pairs.csv``, both directions):
 - regrade:      source = a; reference = g(b); truth = g(a), the same grade g for both photos. The
                 references are other photos, so this measures colour transfer, not recovering a
                 crop; where a and b were taken in different light, no method can reach the truth.
+- colorize-pair: source = gray(a); reference = b; truth = a: colorizing a gray photo from another
+                photo of the scene, as a user would.
 Outputs are scored against the truth by mean CIEDE2000 (lower is better) and PSNR.
 """
 
@@ -38,7 +40,7 @@ from .paths import EXAMPLES, SHARED_PAIRS, SHARED_PHOTOS
 
 CASES = ("recolor", "colorize", "restyle")
 PHOTO_CASES = (*CASES, "regrade-self", "multi-reference", "multi-reference-left")
-PAIR_CASES = ("regrade",)
+PAIR_CASES = ("regrade", "colorize-pair")
 
 
 def validation_split(paths: list[Path], root: Path, every: int = 8) -> tuple[list[Path], list[Path]]:
@@ -139,12 +141,16 @@ def photo_pairs(path: Path = SHARED_PAIRS) -> list[tuple[Path, Path]]:
     return list(pair_groups(path))
 
 
-def make_pair_case(a: Path, b: Path, seed: int = 0, long_side: int = 512) -> Case:
-    """regrade: source a, reference g(b), truth g(a); the grade depends on the unordered pair and the seed."""
-    rng = random.Random("/".join(sorted((a.name, b.name))) + f"/regrade/{seed}")
-    grade = random_grade(rng)
+def make_pair_case(a: Path, b: Path, kind: str = "regrade", seed: int = 0, long_side: int = 512) -> Case:
+    """A case of two photos of one scene (``PAIR_CASES``); regrade's grade depends on the unordered pair and the seed."""
     source, other = _photo(a, long_side), _photo(b, long_side)
     name = f"{a.parent.name}/{a.stem}->{b.parent.name}/{b.stem}"  # several photos of a landmark share a stem
+    if kind == "colorize-pair":
+        return Case(name, kind, to_pil(luminance(to_tensor(source)).expand(3, -1, -1)), [other], source)
+    if kind != "regrade":
+        raise ValueError(f"unknown case {kind!r}; choose from {PAIR_CASES}")
+    rng = random.Random("/".join(sorted((a.name, b.name))) + f"/regrade/{seed}")
+    grade = random_grade(rng)
     return Case(name, "regrade", source, [grade(other)], grade(source))
 
 

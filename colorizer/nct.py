@@ -89,7 +89,7 @@ class _Scene:
     ref_feats: list[dict[int, Tensor]]
     deep_contexts: list[tuple[Tensor, Tensor]]  # per reference: the matching context from L3 on (_deep_context)
     ref_labs: list[Tensor]
-    clusters: Tensor  # k-means labels of the source's relu5_1 cells, shared by all levels
+    clusters: Tensor | None  # k-means labels of the source's relu5_1 cells, shared by all levels; None: gray
     generator: torch.Generator
 
 
@@ -224,7 +224,8 @@ class NeuralColorTransfer:
 
     def _prepare(self, src_img: Image.Image, refs: "_References", config: TransferConfig,
                  timer: "_Timer") -> _Scene:
-        """The source at the working size; the references' features (once per kind of source); its clusters."""
+        """The source at the working size; the references' features (once per kind of source); its clusters
+        (a colour source's: a gray one has no non-local term)."""
         src_full = to_tensor(src_img, self.device)
         gray = is_gray(src_full)
         src_rgb = _resize(src_full, working_shape(src_img.size, config.working_size))
@@ -236,13 +237,15 @@ class NeuralColorTransfer:
                 # A gray source cannot be matched on colour: the references are seen in gray too.
                 refs.feats[gray] = [self._features(luminance(r).expand(3, -1, -1) if gray else r, every)
                                     for r in refs.rgbs]
-            # relu5_1 of the source drives the non-local clusters. A gray source keeps its lightness,
+            # relu5_1 of a colour source drives the non-local clusters. A gray source keeps its lightness,
             # so what the VGG sees of it never changes: one pass serves every level.
             src_feats = self._features(src_rgb, every if gray else (5, 4))
         with timer("matching"):
             deep_contexts = [_deep_context(src_feats, feats) for feats in refs.feats[gray]]
-        with timer("model fit"):
-            clusters = feature_clusters(src_feats[5], config.clusters_for(gray), generator=gen)
+        clusters = None
+        if not gray:
+            with timer("model fit"):
+                clusters = feature_clusters(src_feats[5], config.clusters, generator=gen)
         return _Scene(
             source_full=src_full, source_rgb=src_rgb, source_lab=rgb_to_lab(src_rgb) / 100,
             first=0 if config.transfer_lightness and not gray else 1, gray=gray, source_feats=src_feats,
@@ -296,7 +299,10 @@ class NeuralColorTransfer:
             # less half the context's disagreement where a coarser field was refined.
             confidence = (1 - dist / 2).clamp_min(1e-6)
             edge = smoothness_weights(src_lab[0], config.lambda_local, config.wls_alpha, config.wls_eps)
-            neighbors = nonlocal_neighbors(scene.clusters, src_lab, k=config.neighbors, sigma=config.nonlocal_sigma)
+            # A gray source has no colour to link its pixels by: pixels of one lightness are not one material
+            # (TransferConfig.lambda_nonlocal), so its model has no non-local term.
+            neighbors = None if scene.gray else nonlocal_neighbors(
+                scene.clusters, src_lab, k=config.neighbors, sigma=config.nonlocal_sigma)
             init = None if state.coeffs is None else _resize(state.coeffs, (h, w)).chunk(2)
             rho = scene.source_rgb[0].numel() / (h * w)
             a, b = fit_local_linear(
