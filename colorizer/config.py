@@ -63,7 +63,7 @@ class TransferConfig:
     #: the Eiffel Tower and a figure on the lawn took halos, and a teal toy and an orange disc came out
     #: gray-brown. On 12 held-out photos colorize went 2.47 -> 1.90 mean CIEDE2000 and restyle 2.82 ->
     #: 2.20 without it (with 0.5 in place of 2.0: 2.25 and 2.59); colorize-pair (a gray photo colorized
-    #: from the other photo of its pair, 44 pairs) 7.28 -> 6.41, 38 pairs better. Its cost: where
+    #: from the other photo of its pair, 44 pairs) 7.10 -> 6.21, 38 pairs better. Its cost: where
     #: matches are wrong nothing evens them out (Chenonceau's stone parapet takes green blotches from
     #: the reference's trees). Neighbours found by lightness and the first two principal components of
     #: the source's own features did not help: the toy stayed gray.
