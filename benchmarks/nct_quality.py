@@ -12,10 +12,9 @@ For example, the paper's full-Lab model on the real pairs, saved for a later com
 Cases: every photo case (recolor, colorize, restyle, regrade-self, multi-reference,
 multi-reference-left) over the first ``--photos`` held-out photos, and the pair cases (regrade,
 colorize-pair) over the first ``--pairs`` directed pairs of ``pairs.csv`` (default: all cases, all
-pairs). Methods: the unchanged
-source, Reinhard, color-matcher's hm-mvgd-hm and mkl, a VGG relu3_1 nearest neighbour and ours, run
-with ``working_size`` and every ``--set`` option (a Python literal, else a string) as keyword options
-of ``NeuralColorTransfer.transfer``. Ours gets a multi-reference case's references as a list; the
+pairs). Methods: the unchanged source, Reinhard, color-matcher's hm-mvgd-hm and mkl, a VGG relu3_1
+nearest neighbour and ours, run with ``working_size`` and every ``--set`` option (a Python literal,
+else a string) as keyword options of ``NeuralColorTransfer.transfer``. Ours gets a multi-reference case's references as a list; the
 baselines, which take one reference, get them side by side in one image (``baselines.side_by_side``),
 so they see the same pixels. color-matcher is a benchmark-only dependency: ``pip install -e .[bench]``.
 
@@ -119,7 +118,8 @@ def sheet_selection(pairs: list[tuple[Path, Path]], groups: dict[tuple[Path, Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=12, help="held-out photos for the photo cases (default 12)")
-    parser.add_argument("--pairs", type=int, help="how many directed pairs of pairs.csv for the pair cases (default all)")
+    parser.add_argument("--pairs", type=int,
+                        help="how many directed pairs of pairs.csv for the pair cases (default all)")
     parser.add_argument("--cases", nargs="+", default=list(ALL_CASES), choices=ALL_CASES, metavar="CASE",
                         help=f"any of {', '.join(ALL_CASES)} (default: all)")
     parser.add_argument("--vgg", default=str(SHARED_VGG16) if SHARED_VGG16.is_file() else None)

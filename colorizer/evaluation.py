@@ -142,7 +142,7 @@ def photo_pairs(path: Path = SHARED_PAIRS) -> list[tuple[Path, Path]]:
 
 
 def make_pair_case(a: Path, b: Path, kind: str = "regrade", seed: int = 0, long_side: int = 512) -> Case:
-    """A case of two photos of one scene (``PAIR_CASES``); regrade's grade depends on the unordered pair and the seed."""
+    """A case (``PAIR_CASES``) of two photos of one scene; regrade's grade depends on the unordered pair and seed."""
     source, other = _photo(a, long_side), _photo(b, long_side)
     name = f"{a.parent.name}/{a.stem}->{b.parent.name}/{b.stem}"  # several photos of a landmark share a stem
     if kind == "colorize-pair":
