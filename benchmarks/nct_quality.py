@@ -14,9 +14,10 @@ multi-reference-left) over the first ``--photos`` held-out photos, and the pair 
 colorize-pair) over the first ``--pairs`` directed pairs of ``pairs.csv`` (default: all cases, all
 pairs). Methods: the unchanged source, Reinhard, color-matcher's hm-mvgd-hm and mkl, a VGG relu3_1
 nearest neighbour and ours, run with ``working_size`` and every ``--set`` option (a Python literal,
-else a string) as keyword options of ``NeuralColorTransfer.transfer``. Ours gets a multi-reference case's references as a list; the
-baselines, which take one reference, get them side by side in one image (``baselines.side_by_side``),
-so they see the same pixels. color-matcher is a benchmark-only dependency: ``pip install -e .[bench]``.
+else a string) as keyword options of ``NeuralColorTransfer.transfer``. Ours gets a multi-reference
+case's references as a list; the baselines, which take one reference, get them side by side in one
+image (``baselines.side_by_side``), so they see the same pixels. color-matcher is a benchmark-only
+dependency: ``pip install -e .[bench]``.
 
 Prints one line per case as it goes, then a markdown table of mean CIEDE2000 (lower is better) and
 PSNR per case and method.

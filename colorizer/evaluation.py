@@ -89,6 +89,11 @@ class Case:
         return self.references[0]
 
 
+def _gray(rgb: torch.Tensor) -> Image.Image:
+    """The gray version of an RGB image [3, H, W], as an RGB image (its lightness, no chroma)."""
+    return to_pil(luminance(rgb).expand(3, -1, -1))
+
+
 def _photo(path: Path, long_side: int) -> Image.Image:
     photo = load_image(path)
     photo.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
@@ -103,7 +108,7 @@ def make_case(path: Path, kind: str, seed: int = 0, long_side: int = 512) -> Cas
     x = to_tensor(photo)
     lab = rgb_to_lab(x)
     rotated = to_pil(lab_to_rgb(rotate_chroma(lab, rng.choice((-1, 1)) * rng.uniform(60, 180), rng.uniform(0.6, 1.3))))
-    gray = to_pil(luminance(x).expand(3, -1, -1))
+    gray = _gray(x)
     if kind == "recolor":
         source, ref_from, truth = rotated, photo, photo
     elif kind == "colorize":
@@ -146,7 +151,7 @@ def make_pair_case(a: Path, b: Path, kind: str = "regrade", seed: int = 0, long_
     source, other = _photo(a, long_side), _photo(b, long_side)
     name = f"{a.parent.name}/{a.stem}->{b.parent.name}/{b.stem}"  # several photos of a landmark share a stem
     if kind == "colorize-pair":
-        return Case(name, kind, to_pil(luminance(to_tensor(source)).expand(3, -1, -1)), [other], source)
+        return Case(name, kind, _gray(to_tensor(source)), [other], source)
     if kind != "regrade":
         raise ValueError(f"unknown case {kind!r}; choose from {PAIR_CASES}")
     rng = random.Random("/".join(sorted((a.name, b.name))) + f"/regrade/{seed}")

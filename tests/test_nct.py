@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from colorizer import ImageError, TransferConfig
-from colorizer.color import delta_e_2000, lab_to_rgb, rgb_to_lab
+from colorizer.color import delta_e_2000, is_gray, lab_to_rgb, rgb_to_lab
 from colorizer.images import to_pil, to_tensor
-from colorizer.paths import EXAMPLES, SHARED_PHOTOS
+from colorizer.paths import EXAMPLES, SHARED_PAIRS, SHARED_PHOTOS
 
 SIZE = 192  # small working size: these tests check behaviour; the benchmark measures quality at 512
 
@@ -223,8 +223,6 @@ def test_quality_floor_on_held_out_photos(nct):
 
 def test_the_colorize_pair_case_is_one_photo_in_gray_and_the_other_in_colour():
     from colorizer.evaluation import make_pair_case, photo_pairs
-    from colorizer.color import is_gray
-    from colorizer.paths import SHARED_PAIRS
 
     if not SHARED_PAIRS.is_file():
         pytest.skip("needs ../shared/data/photos/pairs.csv")
